@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / 'nbs'
 # area of a notebook by its number's tens digit (ARCHITECTURE.md's rooms)
-AREAS = [('0', 'Foundations'), ('1', 'Transforms and geometry'), ('2', 'Targets'), ('3', 'Losses'),
-         ('4', 'Models'), ('5', 'Methods'), ('6', 'Training'), ('7', 'Fine-tuning and evaluation'),
+AREAS = [('0', 'Core and data'), ('1', 'Transforms'), ('2', 'Targets'), ('3', 'Losses'),
+         ('4', 'Models'), ('5', 'Methods'), ('6', 'Training'), ('7', 'Evaluation'),
          ('8', 'Command line'), ('9', 'Experiments')]
 DIRECTIVE = re.compile(r'^\s*#\|\s*(.*)$')
 
@@ -172,8 +172,23 @@ def build_site(out: Path) -> list[Path]:
     return pages
 
 
-def check_site(out: Path, pages: list[Path]) -> list[str]:
+LEAKS = re.compile(r'/work/|/root/|/home/\w+/|/tmp/tmp|site-packages')
+
+
+def check_outputs(pages: list[Path]) -> list[str]:
+    "Stored outputs must not leak machine paths (they end up in the docs)."
     errors = []
+    for p in pages:
+        for i, c in enumerate(_load(p)['cells']):
+            for o in c.get('outputs', []):
+                text = ''.join(o.get('text', '')) + ''.join(o.get('data', {}).get('text/plain', ''))
+                m = LEAKS.search(text)
+                if m: errors.append(f'{p.relative_to(ROOT)} cell {i}: stored output shows a machine path ({m.group(0)}...)')
+    return errors
+
+
+def check_site(out: Path, pages: list[Path]) -> list[str]:
+    errors = check_outputs(pages)
     names = {('index.html' if area_of(p) == 'Home' else _page_name(p)): p for p in pages}
     for name, p in names.items():
         f = out / name
