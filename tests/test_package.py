@@ -35,8 +35,8 @@ def test_wheel_holds_only_the_package(wheel):
 
 def _public_modules():
     idx = (ROOT / 'ssl3d' / '_modidx.py').read_text()
-    mods = sorted({m for m in __import__('re').findall(r"'(ssl3d\.[\w.]+)\.py'", idx)})
-    return [m for m in mods if not m.split('.')[-1].startswith('_')]
+    files = set(__import__('re').findall(r"'(ssl3d/[\w/]+)\.py'", idx))
+    return sorted(f.replace('/', '.') for f in files if not f.split('/')[-1].startswith('_'))
 
 
 @pytest.mark.slow
