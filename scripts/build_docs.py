@@ -134,6 +134,18 @@ body{margin-left:250px !important}
 </style>"""
 
 
+def _embed_local_images(body: str, folder: Path) -> str:
+    "Inline images that markdown cells link by relative path (e.g. committed experiment figures)."
+    def sub(m):
+        src = m.group(2)
+        f = (folder / html.unescape(src)).resolve()
+        if src.startswith(('data:', 'http:', 'https:')) or not f.is_file(): return m.group(0)
+        mime = {'.png': 'image/png', '.svg': 'image/svg+xml', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg'}.get(f.suffix.lower())
+        if mime is None: return m.group(0)
+        return m.group(1) + f'data:{mime};base64,' + base64.b64encode(f.read_bytes()).decode() + m.group(3)
+    return re.sub(r'(<img[^>]*?src=")([^"]+)(")', sub, body)
+
+
 def build_site(out: Path) -> list[Path]:
     "Render every notebook to `out` with nbconvert (stored outputs, hidden cells removed)."
     from nbconvert import HTMLExporter
@@ -165,6 +177,7 @@ def build_site(out: Path) -> list[Path]:
     for p in pages:
         nb = nbformat.read(p, as_version=4)
         body, _ = exporter.from_notebook_node(nb)
+        body = _embed_local_images(body, p.parent)
         body = body.replace('</head>', _CSS + '</head>', 1)
         body = re.sub(r'(<body[^>]*>)', lambda m: m.group(1) + _nav(p, pages), body, count=1)
         name = 'index.html' if area_of(p) == 'Home' else _page_name(p)
@@ -199,6 +212,8 @@ def check_site(out: Path, pages: list[Path]) -> list[str]:
         n_png = sum('image/png' in o.get('data', {}) for c in _load(p)['cells'] for o in c.get('outputs', []))
         n_img = text.count('data:image/png;base64')
         if n_img < n_png: errors.append(f'{name}: {n_png} figures in the notebook, {n_img} in the page')
+        for src in re.findall(r'<img[^>]*?src="([^"]+)"', text):
+            if not src.startswith(('data:', 'http:', 'https:')): errors.append(f'{name}: image {src} not found')
     if 'index.html' not in names: errors.append('no nbs/index.ipynb, so no index.html')
     return errors
 
