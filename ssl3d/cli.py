@@ -13,7 +13,7 @@ __all__ = ['COMMAND_MODULES', 'build_parser', 'main']
 
 # %% ../nbs/80_cli.ipynb 5
 #: modules that register subcommands, imported when the CLI starts
-COMMAND_MODULES = ['ssl3d.data', 'ssl3d.phantoms', 'ssl3d.experiments']
+COMMAND_MODULES = ['ssl3d.data', 'ssl3d.phantoms', 'ssl3d.pretrain', 'ssl3d.finetune', 'ssl3d.demo', 'ssl3d.experiments']
 
 def _load_commands():
     for m in COMMAND_MODULES: importlib.import_module(m)

@@ -111,7 +111,7 @@ def provenance(**extra # e.g. method=..., config=..., dataset=... (fingerprint)
     "Provenance of a run: ssl3d/torch versions, git commit of the ssl3d source (None outside a repo), plus `extra`."
     commit = _git('rev-parse', 'HEAD')
     dirty = None if commit is None else _git('status', '--porcelain', '--untracked-files=no') not in ('', None)
-    return {'version': ssl3d.__version__, 'torch': torch.__version__, 'git_commit': commit, 'git_dirty': dirty, **extra}
+    return {'version': ssl3d.__version__, 'torch': str(torch.__version__), 'git_commit': commit, 'git_dirty': dirty, **extra}
 
 _provenance = provenance  # `Trainer(provenance=...)` shadows the name
 
