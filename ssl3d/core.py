@@ -120,8 +120,9 @@ class Registry:
         "Register `obj` under `name` (usable as a decorator)."
         def deco(o):
             key = (name or o.__name__).lower()
-            if key in self._items and self._items[key] is not o:
-                raise Ssl3dError(f"{self.kind} {key!r} is already registered")
+            old = self._items.get(key)
+            if old is not None and old is not o and _pedigree(old) != _pedigree(o):
+                raise Ssl3dError(f"{self.kind} {key!r} is already registered (by {_pedigree(old)[0]})")
             self._items[key] = o
             return o
         return deco if obj is None else deco(obj)
@@ -134,6 +135,13 @@ class Registry:
     def names(self) -> list[str]: return sorted(self._items)
     def __contains__(self, name): return str(name).lower() in self._items
     def __repr__(self): return f"Registry({self.kind}: {', '.join(self.names())})"
+
+def _pedigree(o) -> tuple:
+    "What identifies a definition across re-runs: its qualified name, or an instance's type and attributes."
+    q = getattr(o, '__qualname__', None)
+    if isinstance(q, str): return (q,)
+    attrs = getattr(o, '__dict__', {})
+    return (type(o).__qualname__, *sorted((k, getattr(v, '__qualname__', repr(v))) for k, v in attrs.items()))
 
 # %% ../nbs/00_core.ipynb 23
 COMMANDS = Registry('command')

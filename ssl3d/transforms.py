@@ -193,29 +193,26 @@ class RandomBezierIntensity(RandomTransform, IntensityTransform):
                                self.n_points, **self._get_base_args())(subject)
 
 # %% ../nbs/11_transforms.ipynb 23
-class InPainting(IntensityTransform):
+class _BoxPainting(IntensityTransform):
+    "Deterministic painting of given boxes with seeded U(0,1) noise; subclasses set `paint` (`in_paint`/`out_paint`)."
+    paint = None
+    def __init__(self, boxes, seed, **kwargs):
+        super().__init__(**kwargs)
+        self.boxes, self.seed = boxes, seed
+        self.args_names = ['boxes', 'seed']
+
+    def apply_transform(self, subject):
+        for name, image in self.get_images_dict(subject).items():
+            image.set_data(type(self).paint(image.data, self.get_parameter(self.boxes, name), self.get_parameter(self.seed, name)))
+        return subject
+
+class InPainting(_BoxPainting):
     "Deterministic in-painting: given boxes filled with seeded U(0,1) noise."
-    def __init__(self, boxes, seed, **kwargs):
-        super().__init__(**kwargs)
-        self.boxes, self.seed = boxes, seed
-        self.args_names = ['boxes', 'seed']
+    paint = staticmethod(in_paint)
 
-    def apply_transform(self, subject):
-        for name, image in self.get_images_dict(subject).items():
-            image.set_data(in_paint(image.data, self.get_parameter(self.boxes, name), self.get_parameter(self.seed, name)))
-        return subject
-
-class OutPainting(IntensityTransform):
+class OutPainting(_BoxPainting):
     "Deterministic out-painting: seeded U(0,1) noise everywhere except the given boxes."
-    def __init__(self, boxes, seed, **kwargs):
-        super().__init__(**kwargs)
-        self.boxes, self.seed = boxes, seed
-        self.args_names = ['boxes', 'seed']
-
-    def apply_transform(self, subject):
-        for name, image in self.get_images_dict(subject).items():
-            image.set_data(out_paint(image.data, self.get_parameter(self.boxes, name), self.get_parameter(self.seed, name)))
-        return subject
+    paint = staticmethod(out_paint)
 
 class RandomPainting(RandomTransform, IntensityTransform):
     "Models Genesis painting (p = 0.9): out-painting with probability `p_outpainting` (0.8), else in-painting."
