@@ -255,6 +255,7 @@ def _fit(self:Trainer,
             if bar is not None: bar.close()
             batches.close() if hasattr(batches, 'close') else None
         if self.step >= cfg.steps and self.rank == 0: self._save_final()
+        if self.world > 1: dist.barrier()  # every rank returns once final.pt exists; no rank tears down mid-save
         return self.history
     finally:
         if self._own_pg: dist.destroy_process_group(); self._own_pg = False

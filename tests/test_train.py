@@ -205,6 +205,7 @@ trainhelper.run(os.path.join(out, 'cut'), steps=10, stop_at=5)
 b = trainhelper.run(os.path.join(out, 'cut'), steps=10)
 torch.save(a.state_dict(), os.path.join(out, f'straight_rank{{rank}}.pt'))
 torch.save(b.state_dict(), os.path.join(out, f'cut_rank{{rank}}.pt'))
+dist.barrier()
 dist.destroy_process_group()
 '''
 
