@@ -49,6 +49,7 @@ class FinetuneConfig:
     samples_per_volume: int = 16  # patches per labelled volume per epoch
     background_weight: float = 1.0  # patch-centre weight of background vs 1.0 per foreground class
     augment: bool = True  # flips, brightness, gamma, blur (`finetune_augmentation`)
+    flip_p: float = 0.5  # per-axis flip probability of the augmentation (0: no flips, keeps left/right cues)
     dice_weight: float = 1.0  # weight of the soft-Dice term
     ce_weight: float = 1.0  # weight of the cross-entropy term
     load_decoder: bool = True  # also load a pretrained decoder when the checkpoint has one
@@ -68,6 +69,7 @@ class FinetuneConfig:
         for k in ('steps', 'batch_size', 'samples_per_volume'):
             if int(getattr(self, k)) < 1: raise Ssl3dError(f"FinetuneConfig.{k}={getattr(self, k)} must be >= 1")
         if self.modality not in ('auto', 'ct', 'mr'): raise Ssl3dError(f"FinetuneConfig.modality={self.modality!r}; choose auto, ct or mr")
+        if not 0 <= self.flip_p <= 1: raise Ssl3dError(f"FinetuneConfig.flip_p={self.flip_p}: must be in [0, 1]")
 
 #: fine-tuning presets: name -> `FinetuneConfig` overrides
 FINETUNE_PRESETS = {
@@ -333,6 +335,15 @@ def _seg_meta(net, info, cfg, K, names, modality, step, val_dice, splits, prov, 
                 splits={k: splits[k] for k in ('train', 'val', 'test', 'seed')}, provenance=prov)
 
 # %% ../nbs/70_finetune.ipynb 42
+def _check_window(init_provenance:dict|None, hu_range, modality:str):
+    "Warn when a pretrained encoder saw CT intensities through another HU window than fine-tuning will use."
+    pre = ((init_provenance or {}).get('data') or {}).get('hu_range', [-1000.0, 1000.0] if init_provenance else None)
+    if pre is None or modality != 'ct': return
+    if [float(v) for v in pre] != [float(v) for v in hu_range]:
+        warnings.warn(f"the pretrained weights saw CT through the window {list(pre)} HU, fine-tuning uses {list(hu_range)}; "
+                      "pass the same hu_range to both (pretrain(..., hu_range=...), FinetuneConfig.hu_range)")
+
+# %% ../nbs/70_finetune.ipynb 44
 def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads) with labelled training cases
              init:str|Path|None='none', # 'none' (random) or a pretrained checkpoint / its run folder
              out_dir:str|Path='runs/finetune', # run folder (resumed when it holds a checkpoint)
@@ -374,9 +385,10 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
         if verbose: print(rep)
     save_splits(splits, out/'splits.json')
     transform = preprocessing(modality, spacing=cfg.spacing, hu_range=tuple(cfg.hu_range), crop_body=cfg.crop_body)
+    _check_window(minfo['init_provenance'], cfg.hu_range, modality)
     probs = {0: cfg.background_weight, **{k: 1.0 for k in range(1, K)}}
     patches = PatchDataset(train_s, cfg.patch_size, cfg.samples_per_volume, probs, transform,
-                           finetune_augmentation() if cfg.augment else None, seed=seed, num_workers=cfg.num_workers)
+                           finetune_augmentation(flip_p=cfg.flip_p) if cfg.augment else None, seed=seed, num_workers=cfg.num_workers)
     vols = _val_volumes(val_s, transform)
     prov = dict(method='finetune', init=str(init), init_method=(minfo['init_provenance'] or {}).get('method', 'none'),
                 init_provenance=minfo['init_provenance'], config=config_to_dict(cfg), label_fraction=float(label_fraction),
@@ -411,7 +423,7 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
                       f"best val Dice {best['val_dice']:.3f} at step {best['step']} → {best_path}")
     return best_path
 
-# %% ../nbs/70_finetune.ipynb 48
+# %% ../nbs/70_finetune.ipynb 50
 EVAL_SPLITS = ('test', 'val', 'train', 'msd-test', 'all')
 
 def _eval_subjects(data, split, meta, splits_file):
@@ -456,7 +468,7 @@ def evaluate_model(model:str|Path, # fine-tuned checkpoint (best.pt) or its run 
     if verbose: print(format_table(rows, metrics=('dice', 'hd95', 'nsd')))
     return rows
 
-# %% ../nbs/70_finetune.ipynb 52
+# %% ../nbs/70_finetune.ipynb 54
 def _encoder_from(path) -> tuple:
     path = Path(path)
     if path.is_dir(): path = path/'best.pt' if (path/'best.pt').exists() else path/'final.pt'
@@ -495,7 +507,7 @@ def load_monai_encoder(path:str|Path # a file written by `export_encoder_monai`
     net.load_state_dict(torch.load(path, map_location='cpu', weights_only=True), strict=True)
     return net
 
-# %% ../nbs/70_finetune.ipynb 56
+# %% ../nbs/70_finetune.ipynb 58
 def _cfg_finetune(p):
     p.add_argument('--data', required=True, help='dataset folder (MSD, images/+labels/) or CSV manifest')
     p.add_argument('--init', default='none', help="pretrained checkpoint (final.pt or its run folder) or 'none' (random init)")

@@ -56,7 +56,8 @@ def pretrain_subjects(data, # dataset folder / dataset.json / CSV manifest (anyt
                       split:str='pretrain', # 'pretrain', 'train', 'training', 'unlabelled' or 'all'
                       splits_file=None, # JSON from `ssl3d.data.save_splits`: its val/test ids are excluded
                       spacing=None, # resampling spacing (mm, X Y Z) or None
-                      modality:str='auto' # 'auto' (from dataset.json), 'ct' or 'mr'
+                      modality:str='auto', # 'auto' (from dataset.json), 'ct' or 'mr'
+                      hu_range:tuple=(-1000, 1000) # CT window mapped to [0, 1]; fine-tuning should use the same
                      ) -> tuple: # (preprocessed subjects, info dict)
     "Load, filter and preprocess the images a method pretrains on."
     ok = ('pretrain', 'train', 'training', 'unlabelled', 'all')
@@ -76,14 +77,16 @@ def pretrain_subjects(data, # dataset folder / dataset.json / CSV manifest (anyt
     elif split == 'train': raise Ssl3dError("split='train' needs splits_file (it keeps the split file's train ids)")
     if not subjects: raise DataError(f"{data}: no cases left for pretraining (split={split!r}, {len(excluded)} val/test ids excluded)")
     mod = _modality(data, modality)
-    tr = preprocessing(mod, spacing=spacing)
+    hu_range = tuple(float(v) for v in hu_range)
+    if len(hu_range) != 2 or not hu_range[0] < hu_range[1]: raise Ssl3dError(f"hu_range={hu_range}: need (low, high) with low < high")
+    tr = preprocessing(mod, spacing=spacing, hu_range=hu_range)
     out = []
     for s in subjects:
         p = tr(tio.Subject(image=s['image'], id=s['id'], split=s.get('split', 'training')))
         p['image'].set_data(p['image'].data.float().contiguous())
         out.append(p)
     info = dict(data=str(data), split=split, splits_file=None if splits_file is None else str(splits_file), modality=mod,
-                spacing=None if spacing is None else [float(v) for v in spacing], n_subjects=len(out),
+                spacing=None if spacing is None else [float(v) for v in spacing], hu_range=list(hu_range), n_subjects=len(out),
                 ids=[s['id'] for s in out], excluded=sorted(excluded))
     return out, info
 
@@ -126,13 +129,14 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest
              resume:bool=True, # continue an existing run in out_dir
              spacing='preset', # resampling spacing, None, or 'preset'
              modality:str='auto', # 'auto', 'ct' or 'mr'
-             samples_per_volume:int|str|None=None # crops per volume per epoch (None: the data preset's)
+             samples_per_volume:int|str|None=None, # crops per volume per epoch (None: the data preset's)
+             hu_range:tuple=(-1000, 1000) # CT window mapped to [0, 1] (use the same when fine-tuning)
             ) -> Path: # path of final.pt
     "Pretrain `method` on the images of `data` and return the path of the run's `final.pt`."
     cls = METHODS.get(method)
     dp = PRETRAIN_DATA_PRESETS.get(preset, PRETRAIN_DATA_PRESETS['cpu-small'])
     if preset not in cls.presets(): raise Ssl3dError(f"method {method!r}: unknown preset {preset!r}; available: {sorted(cls.presets())}")
-    subjects, info = pretrain_subjects(data, split, splits_file, dp['spacing'] if spacing == 'preset' else spacing, modality)
+    subjects, info = pretrain_subjects(data, split, splits_file, dp['spacing'] if spacing == 'preset' else spacing, modality, hu_range)
     mo = dict(method_overrides or {})
     C = int(subjects[0]['image'].data.shape[0])
     if 'in_channels' not in mo and C != 1: mo['in_channels'] = C
@@ -220,7 +224,7 @@ def parse_assignments(items:list # ['field=value', ...]
 
 # %% ../nbs/61_pretrain.ipynb 25
 _FIXED = {'data', 'method', 'out', 'preset', 'steps', 'seed', 'device', 'batch_size', 'lr', 'workers', 'set', 'train_set',
-          'no_resume', 'split', 'splits', 'spacing', 'modality', 'samples_per_volume', 'progress', 'help'}
+          'no_resume', 'split', 'splits', 'spacing', 'modality', 'samples_per_volume', 'progress', 'help', 'hu_range'}
 
 def _method_fields() -> dict:
     "{field: {method: default}} over the registered methods."
@@ -248,6 +252,8 @@ def _configure(p:argparse.ArgumentParser):
     p.add_argument('--splits', default=None, help='split JSON: its val/test ids are never pretrained on')
     p.add_argument('--spacing', type=float, nargs=3, default=None, metavar=('SX', 'SY', 'SZ'), help='resample to this spacing (mm)')
     p.add_argument('--modality', default='auto', choices=['auto', 'ct', 'mr'])
+    p.add_argument('--hu-range', type=float, nargs=2, default=[-1000., 1000.], metavar=('LOW', 'HIGH'),
+                   help='CT window mapped to [0, 1] (default the Models Genesis -1000 1000; fine-tune with the same)')
     p.add_argument('--samples-per-volume', default=None, help="crops per volume per epoch: an int or 'auto' (default: the preset)")
     p.add_argument('--no-resume', action='store_true', help='start over even if --out holds a checkpoint')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bar (default: when a terminal)')
@@ -285,7 +291,7 @@ def _run(args) -> int:
     final = pretrain(args.data, args.method, args.out, preset=args.preset, steps=args.steps, seed=args.seed, device=args.device,
                      method_overrides=mo, train_overrides=to, split=args.split, splits_file=args.splits, num_workers=args.workers,
                      progress=args.progress, resume=not args.no_resume, spacing=args.spacing if args.spacing else 'preset',
-                     modality=args.modality, samples_per_volume=spv)
+                     modality=args.modality, samples_per_volume=spv, hu_range=tuple(args.hu_range))
     print(f"wrote {final}")
     return 0
 
