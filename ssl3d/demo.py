@@ -37,7 +37,10 @@ class DemoConfig:
     pretrain_steps: int|None = None  # None: planned from the budget
     finetune_steps: int|None = None  # None: planned from the budget (same for both runs)
     pretrain_overrides: dict = dataclasses.field(default_factory=dict)  # `method_overrides` of `pretrain`
-    finetune_overrides: dict = dataclasses.field(default_factory=dict)  # `FinetuneConfig` overrides
+    finetune_overrides: dict = dataclasses.field(default_factory=dict)  # further `FinetuneConfig` overrides
+    hu_range: tuple = (-175., 250.)  # CT window of pretraining and fine-tuning: abdominal soft tissue (HU)
+    flip_p: float = 0.0  # fine-tuning flips: off, they erase the left/right cues of lateralised organs
+    finetune_lr: float = 3e-3  # fine-tuning peak learning rate (the paper's 1e-3 is slow at CPU step counts)
 
 #: fractions of the (safety-reduced) budget after the fixed allowance for data, validation and evaluation
 BUDGET_SPLIT = dict(pretrain=0.40, finetune=0.25, margin=0.15, fixed_seconds=90, finetune_overhead=1.3)
@@ -113,7 +116,8 @@ def _pretrain(data, out_dir, cfg:DemoConfig, steps:int, device, splits_file, pro
     try: from ssl3d.pretrain import pretrain
     except ImportError as e: raise Ssl3dError("ssl3d.pretrain is not available; the demo needs it to pretrain") from e
     return Path(pretrain(data, method=cfg.method, out_dir=out_dir, preset=cfg.pretrain_preset, steps=steps, seed=cfg.seed,
-                         device=device, method_overrides=cfg.pretrain_overrides or None, splits_file=splits_file, progress=progress))
+                         device=device, method_overrides=cfg.pretrain_overrides or None, splits_file=splits_file, progress=progress,
+                         hu_range=tuple(cfg.hu_range)))
 
 def _import_method(name:str):
     "Import `ssl3d.methods.<name>` so the method is registered."
@@ -215,7 +219,7 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
     runs, name_p = {}, cfg.method
     for name, init in (('random', 'none'), (name_p, final)):
         rd = out/f'finetune_{name}'
-        ov = dict(cfg.finetune_overrides, backbone=backbone)
+        ov = dict(dict(hu_range=tuple(cfg.hu_range), flip_p=cfg.flip_p, lr=cfg.finetune_lr), **cfg.finetune_overrides, backbone=backbone)
         busy = not ((rd/'finetune.json').exists() and load_json(rd/'finetune.json').get('finished'))
         with _stage(f'finetune {name}', timings, log) if busy else _Null():
             best = finetune(data, init, rd, cfg.label_fraction, cfg.seed, cfg.finetune_preset, plan['finetune_steps'], device,
