@@ -80,7 +80,5 @@ class PGL(TwoViewMethod):
 
 @register_method('byol')
 class BYOL(PGL):
-    "BYOL (METHODS §7.5): the PGL code path with `pooling='global'` (GAP + MLP heads, no alignment)."
+    "BYOL (METHODS §7.5): the PGL code path with `pooling='global'` (GAP + MLP heads, no alignment); PGL's presets."
     Config = BYOLConfig
-    PRESETS = {'cpu-small': _SMALL}
-    TRAIN_PRESETS = _TRAIN
