@@ -41,6 +41,15 @@ class DemoConfig:
     hu_range: tuple = (-175., 250.)  # CT window of pretraining and fine-tuning: abdominal soft tissue (HU)
     flip_p: float = 0.0  # fine-tuning flips: off, they erase the left/right cues of lateralised organs
     finetune_lr: float = 3e-3  # fine-tuning peak learning rate (the paper's 1e-3 is slow at CPU step counts)
+    voxel_spacing: tuple|None = (6., 6., 6.)  # resampling spacing (mm) of pretraining and fine-tuning (None: the presets')
+    patch_size: tuple|None = (32, 32, 32)  # fine-tuning patch (None: the fine-tuning preset's)
+
+def _finetune_overrides(cfg:DemoConfig) -> dict:
+    "The `FinetuneConfig` overrides both demo runs use (the demo's settings, then `cfg.finetune_overrides`)."
+    ov = dict(hu_range=tuple(cfg.hu_range), flip_p=cfg.flip_p, lr=cfg.finetune_lr)
+    if cfg.voxel_spacing is not None: ov['spacing'] = tuple(cfg.voxel_spacing)
+    if cfg.patch_size is not None: ov['patch_size'] = tuple(cfg.patch_size)
+    return {**ov, **cfg.finetune_overrides}
 
 #: fractions of the (safety-reduced) budget after the fixed allowance for data, validation and evaluation
 BUDGET_SPLIT = dict(pretrain=0.40, finetune=0.25, margin=0.15, fixed_seconds=90, finetune_overhead=1.3)
@@ -55,7 +64,7 @@ def _timed(step, n:int=3) -> float:
 
 def _finetune_step_cost(cfg:DemoConfig, backbone:dict, device) -> float:
     "Seconds per fine-tuning step (forward + backward + AdamW) of the network on one batch of crops."
-    fc = finetune_config(cfg.finetune_preset, **cfg.finetune_overrides)
+    fc = finetune_config(cfg.finetune_preset, **_finetune_overrides(cfg))
     net = SegmentationNet(*build_backbone(**backbone), 14).to(device)
     opt = torch.optim.AdamW(net.parameters())
     x = torch.rand(fc.batch_size, 1, *fc.patch_size, device=device)
@@ -70,7 +79,8 @@ def _pretrain_step_cost(cfg:DemoConfig, data, splits_file, device) -> tuple:
     from ssl3d.train import train_config
     m = build_method(cfg.method, cfg.pretrain_overrides or None, preset=cfg.pretrain_preset).to(device)
     bs = int(type(m).TRAIN_PRESETS.get(cfg.pretrain_preset, {}).get('batch_size', train_config().batch_size))
-    subs = pretrain_subjects(data, 'pretrain', splits_file)[0][:bs]
+    sp = None if cfg.voxel_spacing is None else tuple(cfg.voxel_spacing)
+    subs = pretrain_subjects(data, 'pretrain', splits_file, sp, 'auto', tuple(cfg.hu_range))[0][:bs]
     ds = PretextDataset(subs, m, samples_per_volume=4, seed=cfg.seed)
     opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad])
     it = iter(range(10 ** 6))
@@ -117,7 +127,7 @@ def _pretrain(data, out_dir, cfg:DemoConfig, steps:int, device, splits_file, pro
     except ImportError as e: raise Ssl3dError("ssl3d.pretrain is not available; the demo needs it to pretrain") from e
     return Path(pretrain(data, method=cfg.method, out_dir=out_dir, preset=cfg.pretrain_preset, steps=steps, seed=cfg.seed,
                          device=device, method_overrides=cfg.pretrain_overrides or None, splits_file=splits_file, progress=progress,
-                         hu_range=tuple(cfg.hu_range)))
+                         hu_range=tuple(cfg.hu_range), spacing='preset' if cfg.voxel_spacing is None else tuple(cfg.voxel_spacing)))
 
 def _import_method(name:str):
     "Import `ssl3d.methods.<name>` so the method is registered."
@@ -219,7 +229,7 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
     runs, name_p = {}, cfg.method
     for name, init in (('random', 'none'), (name_p, final)):
         rd = out/f'finetune_{name}'
-        ov = dict(dict(hu_range=tuple(cfg.hu_range), flip_p=cfg.flip_p, lr=cfg.finetune_lr), **cfg.finetune_overrides, backbone=backbone)
+        ov = dict(_finetune_overrides(cfg), backbone=backbone)
         busy = not ((rd/'finetune.json').exists() and load_json(rd/'finetune.json').get('finished'))
         with _stage(f'finetune {name}', timings, log) if busy else _Null():
             best = finetune(data, init, rd, cfg.label_fraction, cfg.seed, cfg.finetune_preset, plan['finetune_steps'], device,
@@ -239,7 +249,7 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
     res.update(table=table, figure=str(fig), out=str(out), seconds_this_call=round(time.time() - t0, 1))
     atomic_write(out/'table.txt', lambda p: p.write_text(table + '\n'))
     if verbose:
-        log(f"\nTest volumes {', '.join(splits['test'])}; fine-tuned on {finetune_config(cfg.finetune_preset).patch_size} crops "
+        log(f"\nTest volumes {', '.join(splits['test'])}; fine-tuned on {finetune_config(cfg.finetune_preset, **_finetune_overrides(cfg)).patch_size} crops "
             f"of {len(load_json(out/f'finetune_{name_p}'/'finetune.json')['labelled_ids'])} labelled volume(s), "
             f"{plan['finetune_steps']} steps each; pretraining {plan['pretrain_steps']} steps ({cfg.method}).")
         log(table)
