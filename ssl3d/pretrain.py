@@ -133,6 +133,7 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest
              hu_range:tuple=(-1000, 1000) # CT window mapped to [0, 1] (use the same when fine-tuning)
             ) -> Path: # path of final.pt
     "Pretrain `method` on the images of `data` and return the path of the run's `final.pt`."
+    if method not in METHODS: _load_method_modules()  # e.g. 'pgl' when only vectorpose was imported
     cls = METHODS.get(method)
     dp = PRETRAIN_DATA_PRESETS.get(preset, PRETRAIN_DATA_PRESETS['cpu-small'])
     if preset not in cls.presets(): raise Ssl3dError(f"method {method!r}: unknown preset {preset!r}; available: {sorted(cls.presets())}")

@@ -55,3 +55,11 @@ def test_vp_ablation_notebook_overrides(tmp_path):
     df = pd.read_csv(out / 'results.csv')
     assert set(df['seed']) == {1}
     assert df['method'].nunique() == 2
+
+
+@pytest.mark.slow
+def test_label_efficiency_accepts_the_two_view_methods(tmp_path):
+    out = papermill(tmp_path, 'label_efficiency', ('methods', 'pgl,byol,moco'), ('seeds', '0'),
+                    ('label_fractions', '1.0'), ('pretrain_steps', 2), ('finetune_steps', 2))
+    df = pd.read_csv(out / 'results.csv')
+    assert set(df['method']) == {'pgl', 'byol', 'moco'}
