@@ -287,11 +287,12 @@ def sample_view_pair(source_shape, # V = (X, Y, Z) of the source volume
     for _ in range(max_tries):
         g2 = sample_view(source_shape, out_size, rng, **kw)
         if overlap_fraction(g1, g2, overlap_mode) >= min_overlap: return g1, g2
-    if fallback == 'shift':
-        a2, l2 = np.asarray(g2.box_start), np.asarray(g2.box_size)
-        target = g1.box[:3] + np.asarray(g1.box_size) / 2 - l2 / 2
-        for t in np.linspace(0, 1, 41)[1:]:
-            g = dataclasses.replace(g2, box_start=tuple((1 - t) * a2 + t * target))
-            if overlap_fraction(g1, g, overlap_mode) >= min_overlap: return g1, g
+    if fallback == 'shift':  # slide view 2 towards view 1; if its scale makes the threshold unreachable, use view 1's
+        for cand in (g2, dataclasses.replace(g2, box_size=g1.box_size)):
+            a2, l2 = np.asarray(cand.box_start), np.asarray(cand.box_size)
+            target = g1.box[:3] + np.asarray(g1.box_size) / 2 - l2 / 2
+            for t in np.linspace(0, 1, 41)[1:]:
+                g = dataclasses.replace(cand, box_start=tuple((1 - t) * a2 + t * target))
+                if overlap_fraction(g1, g, overlap_mode) >= min_overlap: return g1, g
     raise Ssl3dError(f"sample_view_pair: no view pair with overlap >= min_overlap={min_overlap} ({overlap_mode}) "
                      f"after max_tries={max_tries} for source_shape={tuple(source_shape)}, out_size={tuple(out_size)}")
