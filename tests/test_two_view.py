@@ -104,3 +104,34 @@ def test_pretrain_runs_registered_method(name):
         assert ck['provenance']['method'] == name and ck['transfer']['decoder'] is None
         enc, _ = build_backbone(**ck['provenance']['backbone'])
         enc.load_state_dict(ck['transfer']['encoder'], strict=True)
+
+
+def _phantom_run(name, steps, n=6, seed=0):
+    "A cpu-small `Trainer` run of `name` on phantoms (32×32×16 views); the per-step losses."
+    from ssl3d.data import preprocessing
+    from ssl3d.phantoms import make_phantom
+    prep = preprocessing('ct')
+    pool = [prep(make_phantom(seed=s, shape=(64, 64, 32))) for s in range(n)]
+    torch.manual_seed(seed)
+    m = build_method(name, {'input_size': (32, 32, 16)}, preset='cpu-small')
+    cfg = train_config('cpu-small', **{**type(m).TRAIN_PRESETS['cpu-small'], 'steps': steps, 'ckpt_every': 0,
+                                       'progress': False, 'seed': seed})
+    with tempfile.TemporaryDirectory() as d:
+        hist = Trainer(m, PretextDataset(pool, m, samples_per_volume=8, seed=seed), cfg, d).fit()
+    return m, np.array([r['loss'] for r in hist['train']])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ['pgl', 'byol'])
+def test_regression_losses_fall_on_phantoms(name):
+    _, loss = _phantom_run(name, 60)
+    assert np.isfinite(loss).all() and loss[-10:].mean() < 0.8 * loss[:10].mean()
+
+
+@pytest.mark.slow
+def test_moco_loss_falls_below_chance_on_phantoms():
+    # the queue (64 keys, batch 4) is full after 16 steps; compare the end with the loss just after that
+    m, loss = _phantom_run('moco', 300)
+    chance = np.log(1 + m.config.queue_size)
+    assert np.isfinite(loss).all()
+    assert loss[-50:].mean() < loss[20:70].mean() - 0.2 and loss[-50:].mean() < chance - 0.3
