@@ -454,6 +454,7 @@ def evaluate_model(model:str|Path, # fine-tuned checkpoint (best.pt) or its run 
                    nsd_tolerance:float=1.0, # NSD tolerance (mm)
                    save_predictions:bool=True, # write NIfTI predictions
                    verbose:bool=True, # print the table
+                   metrics:tuple|None=None, # metrics to score (None: Dice, IoU, HD95, NSD; add 'miss' to count missed classes)
                   ) -> list: # tidy rows (volume, class, metric, value)
     "Predict a split in each volume's own grid, score Dice/IoU/HD95/NSD and write metrics and predictions."
     net, meta = load_segmentation_model(model, device=device)
@@ -465,7 +466,7 @@ def evaluate_model(model:str|Path, # fine-tuned checkpoint (best.pt) or its run 
         pred = predict_volume(net, s, meta['transform'], meta['patch_size'], overlap=ov)
         lab = tio.LabelMap(s['label'].path) if s['label'].path is not None else s['label']
         rows += segmentation_metrics(pred, lab.data.round().long(), meta['n_classes'], spacing_from_affine(s['image'].affine),
-                                     meta['class_names'], nsd_tolerance, volume=s['id'])
+                                     meta['class_names'], nsd_tolerance, volume=s['id'], **({} if metrics is None else dict(metrics=tuple(metrics))))
         if save_predictions: save_prediction(pred, s['image'].affine, out/'predictions'/f"{s['id']}.nii.gz")
     write_metrics(rows, out, extra=dict(model=str(meta['path']), split=split, data=str(data), step=meta['step'],
                                         val_dice=meta['val_dice'], provenance=meta['provenance']))
