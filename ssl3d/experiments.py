@@ -13,8 +13,8 @@ from .core import Ssl3dError, atomic_write, save_json, register_command
 # %% auto 0
 __all__ = ['TIDY_COLUMNS', 'read_results', 'write_results', 'append_results', 'cell_id', 'grid_cells', 'GridRun', 'cell_done',
            'run_grid', 'run_notebook', 'run_notebook_grid', 'mean_ci', 'check_architectures', 'run_scores',
-           'summary_table', 'format_mean_sd', 'ttest_best_vs_second', 'holm', 'paired_tests', 'save_figure',
-           'plot_label_efficiency', 'plot_class_heatmap']
+           'summary_table', 'format_mean_sd', 'ttest_best_vs_second', 'holm', 'paired_tests',
+           'finetune_protocol_columns', 'save_figure', 'plot_label_efficiency', 'plot_class_heatmap']
 
 # %% ../nbs/90_experiments.ipynb 7
 TIDY_COLUMNS = ('method', 'dataset', 'label_fraction', 'seed', 'class', 'metric', 'value')
@@ -380,7 +380,7 @@ def format_mean_sd(summary, # output of `summary_table` (or tidy results, summar
         else: t = f"{m * scale:.{digits}f}" + (f" ± {sd * scale:.{digits}f}" if sd == sd else '')
         t = f"**{t}**" if c in best and m == best[c] else t
         k = row['misses'] if 'misses' in row else None
-        return t + (f" ({int(k)} missed)" if k is not None and not pd.isna(k) and k > 0 else '')
+        return t + (f" ({int(k)}/{int(row['cases'])} missed)" if k is not None and not pd.isna(k) and k > 0 else '')
     lines = ['| ' + ' | '.join([rows] + [_col_label(cols, c) for c in cv]) + ' |', '|' + '---|' * (len(cv) + 1)]
     lines += ['| ' + ' | '.join([str(r)] + [txt(r, c) for c in cv]) + ' |' for r in rv]
     return '\n'.join(lines)
@@ -490,6 +490,17 @@ def paired_tests(df, # tidy results (DataFrame); optional columns 'architecture'
     return res
 
 # %% ../nbs/90_experiments.ipynb 51
+def finetune_protocol_columns(finetune_dir:str|Path, # a `ssl3d.finetune.finetune` run folder (finished)
+                             ) -> dict: # {'architecture': fingerprint hash, 'subset': hash of the labelled ids}
+    "The protocol columns of one fine-tune's tidy rows: the network's fingerprint and the labelled subset's hash."
+    from ssl3d.core import load_json
+    d = Path(finetune_dir)
+    for f in ('architecture.json', 'finetune.json'):
+        if not (d/f).exists(): raise Ssl3dError(f"{d}: no {f} (not a finished fine-tune of this version)")
+    ids = sorted(str(i) for i in load_json(d/'finetune.json')['labelled_ids'])
+    return dict(architecture=load_json(d/'architecture.json')['hash'], subset=hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:10])
+
+# %% ../nbs/90_experiments.ipynb 54
 def save_figure(fig, # a matplotlib figure
                 stem:str|Path, # path without suffix; writes stem.png and stem.pdf
                 dpi:int=150, # PNG resolution
@@ -501,7 +512,7 @@ def save_figure(fig, # a matplotlib figure
                        lambda p: fig.savefig(p, format='pdf', bbox_inches='tight', metadata={'CreationDate': None}))
     return png, pdf
 
-# %% ../nbs/90_experiments.ipynb 53
+# %% ../nbs/90_experiments.ipynb 56
 def plot_label_efficiency(df, # tidy results (DataFrame)
                           path_stem:str|Path|None=None, # save stem.png / stem.pdf when given
                           metric:str='dice', # which metric
