@@ -17,9 +17,9 @@ from .core import DataError, Ssl3dError, load_json, save_json, register_command
 
 # %% auto 0
 __all__ = ['IMAGE_EXTENSIONS', 'SPLITS', 'detect_kind', 'discover_dataset', 'make_subject', 'validate_subjects', 'load_dataset',
-           'body_mask', 'BodyCrop', 'PercentileNormalize', 'PadToMinSize', 'preprocessing', 'label_subset',
-           'make_splits', 'save_splits', 'load_splits', 'select_subjects', 'PatchDataset', 'EpochSampler',
-           'patch_loader', 'to_device', 'summary_table']
+           'body_mask', 'body_threshold_of', 'BodyCrop', 'PercentileNormalize', 'PadToMinSize', 'preprocessing',
+           'label_subset', 'make_splits', 'save_splits', 'load_splits', 'select_subjects', 'PatchDataset',
+           'EpochSampler', 'patch_loader', 'to_device', 'summary_table']
 
 # %% ../nbs/01_data.ipynb 9
 IMAGE_EXTENSIONS = ('.nii.gz', '.nii', '.nrrd', '.nhdr', '.mha', '.mhd')  #: file types read through TorchIO
@@ -270,19 +270,38 @@ def _bbox(mask:np.ndarray):
     idx = [np.flatnonzero(mask.any(axis=tuple(j for j in range(mask.ndim) if j != i))) for i in range(mask.ndim)]
     return tuple(int(i[0]) for i in idx), tuple(int(i[-1]) + 1 for i in idx)
 
+def body_threshold_of(volume:np.ndarray|torch.Tensor, # (X, Y, Z) raw intensities (HU for CT)
+                      threshold:float|str|None, # a number (HU for CT), 'otsu' (data-driven, MR) or None (5th percentile)
+                      percentile:float=5., # the percentile used when `threshold` is None
+                     ) -> float:
+    "The intensity above which voxels are candidate body: a given number, Otsu's threshold, or a percentile."
+    if threshold is None or isinstance(threshold, str):
+        v = (volume.numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)).astype(np.float64)
+        if threshold is None: return float(np.percentile(v, percentile))
+        if threshold != 'otsu': raise Ssl3dError(f"body threshold {threshold!r}: a number (HU for CT), 'otsu' or None")
+        from skimage.filters import threshold_otsu
+        return float(threshold_otsu(v)) if v.max() > v.min() else float(v.min())
+    return float(threshold)
+
 class BodyCrop(tio.Transform):
-    "Crop a subject to the bounding box of the body mask of its image's channel 0 (VP-A7)."
-    def __init__(self, threshold:float|None=-500., # intensity threshold (None: use `percentile`)
-                 percentile:float=5., # threshold = this percentile of channel 0 when `threshold` is None (MR)
+    "Crop a subject to the bounding box of the body mask of its image's channel 0 (VP-A7), keeping the mask if asked."
+    def __init__(self, threshold:float|str|None=-500., # raw-intensity threshold (HU for CT), 'otsu' (MR), or None (`percentile`)
+                 percentile:float=5., # threshold = this percentile of channel 0 when `threshold` is None
                  margin:int=0, # voxels kept around the box
-                 image_name:str='image', **kwargs):
+                 image_name:str='image',
+                 mask_name:str|None=None, # also store the body mask as this label map (e.g. 'body'), cropped with the image
+                 **kwargs):
         super().__init__(**kwargs)
         self.threshold, self.percentile, self.margin, self.image_name = threshold, percentile, margin, image_name
-        self.args_names = ['threshold', 'percentile', 'margin', 'image_name']
+        self.mask_name = mask_name
+        self.args_names = ['threshold', 'percentile', 'margin', 'image_name', 'mask_name']
     def apply_transform(self, subject:tio.Subject) -> tio.Subject:
-        x = subject[self.image_name].data[0].float().numpy()
-        t = self.threshold if self.threshold is not None else float(np.percentile(x, self.percentile))
-        m = body_mask(x, t)
+        img = subject[self.image_name]
+        x = img.data[0].float().numpy()
+        m = body_mask(x, body_threshold_of(x, self.threshold, self.percentile))
+        if self.mask_name is not None:
+            subject.add_image(tio.LabelMap(tensor=torch.from_numpy((m if m.any() else np.ones_like(m))[None].astype(np.uint8)),
+                                           affine=img.affine), self.mask_name)
         if not m.any(): return subject  # nothing above threshold: keep the whole volume
         lo, hi = _bbox(m)
         lo = [max(0, a - self.margin) for a in lo]; hi = [min(s, b + self.margin) for s, b in zip(x.shape, hi)]
@@ -320,13 +339,15 @@ def preprocessing(modality:str='ct', # 'ct' (intensities in HU) or 'mr'
                   crop_body:bool=True, # crop to the body bounding box (VP-A7)
                   min_size:Sequence[int]|None=None, # pad to at least this (X, Y, Z), e.g. the patch size
                   percentiles:tuple[float, float]=(0.5, 99.5), # MR per-channel clipping percentiles
-                  body_threshold:float|None=None # body threshold (default CT −500 HU, MR 5th percentile)
+                  body_threshold:float|str|None=None, # raw-intensity body threshold (default CT −500 HU, MR 'otsu')
+                  body_mask_name:str|None='body', # keep the body mask as this label map (None: do not keep it)
                  ) -> tio.Compose:
     "The standard preprocessing pipeline; output intensities are in [0, 1]."
     modality = modality.lower()
     if modality not in ('ct', 'mr'): raise Ssl3dError(f"modality={modality!r}; choose 'ct' or 'mr'")
     ts = [tio.ToCanonical()]
-    if crop_body: ts.append(BodyCrop(-500. if body_threshold is None and modality == 'ct' else body_threshold))
+    if body_threshold is None: body_threshold = -500. if modality == 'ct' else 'otsu'   # physical (HU) / data-driven, before any window
+    if crop_body: ts.append(BodyCrop(body_threshold, mask_name=body_mask_name))
     if spacing is not None: ts.append(tio.Resample(tuple(float(s) for s in spacing)))
     if modality == 'ct':
         ts += [tio.Clamp(*hu_range), tio.RescaleIntensity(out_min_max=(0, 1), in_min_max=tuple(hu_range))]
@@ -334,7 +355,7 @@ def preprocessing(modality:str='ct', # 'ct' (intensities in HU) or 'mr'
     if min_size is not None: ts.append(PadToMinSize(min_size))
     return tio.Compose(ts)
 
-# %% ../nbs/01_data.ipynb 35
+# %% ../nbs/01_data.ipynb 39
 def _fraction_count(n:int, f:float) -> int: return max(1, math.floor(f * n + 1e-9))
 
 def label_subset(train_ids:Sequence[str], # the training split's ids
@@ -366,7 +387,7 @@ def make_splits(ids:Sequence[str], # case ids (order does not matter)
                 test=sorted(perm[n_val:n_val + n_test]),
                 subsets={f"{f:g}": label_subset(train, f, seed) for f in label_fractions})
 
-# %% ../nbs/01_data.ipynb 37
+# %% ../nbs/01_data.ipynb 41
 def save_splits(splits:dict, # from `make_splits`
                 path:str|Path # JSON file (written atomically)
                ) -> Path:
@@ -398,7 +419,7 @@ def select_subjects(subjects:Sequence[tio.Subject], # e.g. from `load_dataset`
     if missing: raise DataError(f"split names {len(missing)} id(s) not in the dataset, e.g. {missing[:3]}")
     return [by_id[i] for i in ids]
 
-# %% ../nbs/01_data.ipynb 40
+# %% ../nbs/01_data.ipynb 44
 def _identity(x): return x
 
 def _preload(subjects, transform, num_workers):
@@ -502,7 +523,7 @@ class EpochSampler(Sampler):
         order = np.random.default_rng([self.seed, e]).permutation(self.n) if self.shuffle else np.arange(self.n)
         return iter((e * self.n + order).tolist())
 
-# %% ../nbs/01_data.ipynb 41
+# %% ../nbs/01_data.ipynb 45
 def _queue_collate(patches) -> dict:
     out = dict(image=torch.stack([p['image'].data.float() for p in patches]), id=[p['id'] for p in patches],
                location=torch.stack([torch.as_tensor(p[tio.LOCATION]) for p in patches]))
@@ -549,7 +570,7 @@ def to_device(batch, # a batch dict (nested dicts/lists allowed)
     if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
     return batch
 
-# %% ../nbs/01_data.ipynb 49
+# %% ../nbs/01_data.ipynb 53
 def _fmt(t) -> str: return '×'.join(f"{v:g}" for v in t)
 
 def summary_table(rows:list[dict] # from `validate_subjects`

@@ -15,7 +15,7 @@ from .models import SegmentationNet, build_backbone
 from .losses import dice_ce_loss
 from .evaluate import compare_table, summarize_metrics, read_metrics, plot_predictions
 from .finetune import finetune, finetune_config, ensure_splits, evaluate_model
-from .train import load_checkpoint
+from .train import load_checkpoint, time_budget
 
 # %% auto 0
 __all__ = ['BUDGET_SPLIT', 'DemoConfig', 'plan_steps', 'build_method_backbone', 'demo']
@@ -185,7 +185,7 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
          **overrides # further `DemoConfig` fields (n_unlabelled, shape, spacing, seed, presets, ...)
         ) -> dict: # results: plan, timings, mean and per-class metrics per run, table, paths
     "Pretrain VectorPOSE on phantoms, fine-tune random vs pretrained at a low label fraction, compare on test volumes."
-    t0 = time.time()
+    t0, m0 = time.time(), time.monotonic()
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     log = print if verbose else (lambda *a, **k: None)
     given = {k: v for k, v in dict(budget_minutes=budget_minutes, pretrain_steps=pretrain_steps, finetune_steps=finetune_steps,
@@ -221,32 +221,52 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
         log(f"[demo] plan: {plan['pretrain_steps']} pretraining + 2 × {plan['finetune_steps']} fine-tuning steps"
             + (f" (measured {pc:.2f} s per pretraining step" if pc else '') + (f", {fc:.2f} s per fine-tuning step" if fc else '')
             + f"; budget {cfg.budget_minutes:g} min)")
+    # Re-planning (issue 12): the plan's step counts are upper bounds; each training stage also gets a deadline from
+    # what is left of the budget, and `time_budget` shortens the stage from its measured step times as it runs.
+    budgeted = saved is None and (cfg.pretrain_steps is None or cfg.finetune_steps is None)
+    end, B = m0 + cfg.budget_minutes * 60, BUDGET_SPLIT
+    est = {'eval': B['fixed_seconds'] / 6}   # per evaluation (+ figure), replaced by the measured time after the first
+    def deadline(share:float, evals:int):
+        if not budgeted: return None
+        now = time.monotonic()
+        return now + share * max(0.0, end - now - evals * est['eval'])
+    fshare = B['finetune'] * B['finetune_overhead']
     with _stage('pretrain', timings, log) if not (out/'pretrain'/'final.pt').exists() else _Null():
-        final = _pretrain(data, out/'pretrain', cfg, plan['pretrain_steps'], device, spath, progress)
+        with time_budget(deadline(B['pretrain'] / (B['pretrain'] + 2 * fshare), 2)):
+            final = _pretrain(data, out/'pretrain', cfg, plan['pretrain_steps'], device, spath, progress)
     save_json(timings, tfile)
     pre = load_checkpoint(final)
     backbone = dict(pre['provenance']['backbone'])
     runs, name_p = {}, cfg.method
-    for name, init in (('random', 'none'), (name_p, final)):
+    for k, (name, init) in enumerate((('random', 'none'), (name_p, final))):
         rd = out/f'finetune_{name}'
         ov = dict(_finetune_overrides(cfg), backbone=backbone)
         busy = not ((rd/'finetune.json').exists() and load_json(rd/'finetune.json').get('finished'))
         with _stage(f'finetune {name}', timings, log) if busy else _Null():
-            best = finetune(data, init, rd, cfg.label_fraction, cfg.seed, cfg.finetune_preset, plan['finetune_steps'], device,
-                            spath, ov, progress=progress, verbose=verbose)
+            with time_budget(deadline(0.5 if k == 0 else 1.0, 2 - k)):
+                best = finetune(data, init, rd, cfg.label_fraction, cfg.seed, cfg.finetune_preset, plan['finetune_steps'], device,
+                                spath, ov, progress=progress, verbose=verbose)
         save_json(timings, tfile)
         ed = out/f'eval_{name}'
         if not _evaluated(best, ed):
             with _stage(f'evaluate {name}', timings, log):
-                evaluate_model(best, data, ed, 'test', spath, device, verbose=False)
+                evaluate_model(best, data, ed, 'test', spath, device, verbose=False, metrics=('dice', 'iou', 'hd95', 'nsd', 'miss'))
             save_json(timings, tfile)
+            est['eval'] = timings[f'evaluate {name}'] * 1.5   # + the figure and tables
         runs[name] = ed
     rows = {k: read_metrics(d) for k, d in runs.items()}
     K = load_checkpoint(out/f'finetune_{name_p}'/'best.pt')['n_classes']
     fig = _figure(out, data, runs, splits['test'][0], K)
-    table = compare_table(rows, metrics=('dice', 'hd95'))
+    unfound = _unfound_classes(rows)
+    table = compare_table({k: [dict(r, **{'class': r['class'] + ' ✗' if r['class'] in unfound else r['class']}) for r in v]
+                           for k, v in rows.items()}, metrics=('dice', 'hd95'))
+    if unfound: table += f"\n✗ found by no initialisation (Dice 0 in every test volume): {', '.join(unfound)}; HD95 counts a miss as the image diagonal"
+    replanned = {s: load_json(out/d/'config.json').get('replanned') for s, d in
+                 (('pretrain', 'pretrain'), ('finetune random', 'finetune_random'), (f'finetune {name_p}', f'finetune_{name_p}'))
+                 if (out/d/'config.json').exists()}
+    plan = {**plan, 'replanned': {k: v for k, v in replanned.items() if v}}
     res = _write_results(out, rows, plan, timings, cfg)
-    res.update(table=table, figure=str(fig), out=str(out), seconds_this_call=round(time.time() - t0, 1))
+    res.update(table=table, figure=str(fig), out=str(out), seconds_this_call=round(time.time() - t0, 1), unfound=unfound)
     atomic_write(out/'table.txt', lambda p: p.write_text(table + '\n'))
     if verbose:
         log(f"\nTest volumes {', '.join(splits['test'])}; fine-tuned on {finetune_config(cfg.finetune_preset, **_finetune_overrides(cfg)).patch_size} crops "
@@ -257,11 +277,19 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
             + f"; stage times (s): {timings}; results in {out} (results.json, results.csv, demo.png)")
     return res
 
+def _unfound_classes(rows:dict) -> list:
+    "Classes whose Dice is 0 in every test volume of every run: no initialisation found them."
+    per = {}
+    for v in rows.values():
+        for r in v:
+            if r['metric'] == 'dice' and math.isfinite(r['value']): per.setdefault(r['class'], []).append(r['value'])
+    return [c for c, ds in per.items() if ds and max(ds) == 0]
+
 class _Null:
     def __enter__(self): return self
     def __exit__(self, *exc): return False
 
-# %% ../nbs/72_demo.ipynb 16
+# %% ../nbs/72_demo.ipynb 18
 def _cfg_demo(p):
     p.add_argument('--out', default='runs/demo', help='run folder (re-running resumes and skips finished stages)')
     p.add_argument('--budget-minutes', type=float, default=None, help='wall-clock budget used to plan the steps (default 15)')

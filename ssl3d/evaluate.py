@@ -80,7 +80,7 @@ def sliding_window_predict(model:Callable, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) log
     return out[0] if squeeze else out
 
 # %% ../nbs/71_evaluate.ipynb 16
-METRICS = ('dice', 'iou', 'hd95', 'hd', 'nsd')   # names segmentation_metrics knows
+METRICS = ('dice', 'iou', 'hd95', 'hd', 'nsd', 'miss')   # names segmentation_metrics knows
 _DEFAULT_METRICS = ('dice', 'iou', 'hd95', 'nsd')
 
 def _as_label_array(x, name:str) -> np.ndarray:
@@ -118,7 +118,7 @@ def segmentation_metrics(pred, # predicted label map (X,Y,Z) or (1,X,Y,Z), ints 
                          nsd_tolerance:float=1.0, # NSD tolerance τ in mm
                          volume:str='', # volume id written to each row
                          metrics:Sequence[str]=_DEFAULT_METRICS, # any of METRICS
-                         hd_one_empty:float=float('nan'), # HD95/HD when exactly one mask is empty
+                         hd_one_empty:float|str='diagonal', # HD95/HD when exactly one mask is empty: mm, or 'diagonal' (the image's, in mm)
                         )->list[dict]: # tidy rows {'volume', 'class', 'metric', 'value'}
     "Per-class Dice, IoU, HD95 (mm) and NSD of one volume (MONAI metrics, explicit empty-mask convention)."
     p, g = _as_label_array(pred, 'pred'), _as_label_array(label, 'label')
@@ -140,8 +140,10 @@ def segmentation_metrics(pred, # predicted label map (X,Y,Z) or (1,X,Y,Z), ints 
     one = pe ^ ge
     if 'dice' in vals: vals['dice'][~(pe & ge)] = compute_dice(P, G, include_background=True, ignore_empty=False)[0][~(pe & ge)].double()
     if 'iou' in vals: vals['iou'][~(pe & ge)] = compute_iou(P, G, include_background=True, ignore_empty=False)[0][~(pe & ge)].double()
+    pen = float(np.linalg.norm(np.array(p.shape) * np.array(sp))) if hd_one_empty == 'diagonal' else float(hd_one_empty)
     for m in ('hd95', 'hd'):
-        if m in vals: vals[m][one] = float(hd_one_empty)
+        if m in vals: vals[m][one] = pen
+    if 'miss' in vals: vals['miss'][one], vals['miss'][both] = 1.0, 0.0   # a missed or hallucinated class: 1; both empty: NaN
     if 'nsd' in vals: vals['nsd'][one] = 0.0
     if both.any():   # surface metrics only where both surfaces exist (no MONAI inf/nan warnings)
         Pb, Gb = P[:, both], G[:, both]

@@ -12,8 +12,9 @@ from .core import Ssl3dError, atomic_write, save_json, register_command
 
 # %% auto 0
 __all__ = ['TIDY_COLUMNS', 'read_results', 'write_results', 'append_results', 'cell_id', 'grid_cells', 'GridRun', 'cell_done',
-           'run_grid', 'run_notebook', 'run_notebook_grid', 'run_scores', 'summary_table', 'format_mean_sd',
-           'ttest_best_vs_second', 'save_figure', 'plot_label_efficiency', 'plot_class_heatmap']
+           'run_grid', 'run_notebook', 'run_notebook_grid', 'mean_ci', 'check_architectures', 'run_scores',
+           'summary_table', 'format_mean_sd', 'ttest_best_vs_second', 'holm', 'paired_tests',
+           'finetune_protocol_columns', 'save_figure', 'plot_label_efficiency', 'plot_class_heatmap']
 
 # %% ../nbs/90_experiments.ipynb 7
 TIDY_COLUMNS = ('method', 'dataset', 'label_fraction', 'seed', 'class', 'metric', 'value')
@@ -268,6 +269,39 @@ _grid_command = register_command('grid', 'run a parameterized notebook over a gr
                                  _configure_grid, _run_grid_command)
 
 # %% ../nbs/90_experiments.ipynb 28
+def mean_ci(values, # run scores (NaN skipped)
+            level:float=0.95, # confidence level
+           ) -> tuple: # (mean, low, high); low/high NaN with fewer than 2 values
+    "Mean and Student-t confidence interval of the mean: mean ± t_{(1+level)/2, n-1} · sd / √n."
+    import numpy as np
+    from scipy.stats import t as tdist
+    v = np.asarray(values, float); v = v[np.isfinite(v)]
+    if not 0 < level < 1: raise Ssl3dError(f"level={level}: must be in (0, 1)")
+    if v.size == 0: return float('nan'), float('nan'), float('nan')
+    m = float(v.mean())
+    if v.size < 2: return m, float('nan'), float('nan')
+    h = float(tdist.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return m, m - h, m + h
+
+def check_architectures(df, # tidy results; checked only when it has an 'architecture' column
+                        by:Sequence[str]=(), # grouping of the comparison ('architecture' in by: compared within each)
+                       ) -> None:
+    "Raise `Ssl3dError` naming the rows when one comparison mixes networks with different architecture fingerprints."
+    if 'architecture' not in df.columns or 'architecture' in by or df.empty: return
+    keys = [c for c in dict.fromkeys(('dataset', *by)) if c not in ('method', 'label_fraction', 'seed', 'class')]
+    for key, g in df.groupby(keys, dropna=False, sort=True):
+        archs = list(dict.fromkeys(g['architecture'].astype(str)))
+        if len(archs) < 2: continue
+        def rows(a):
+            h = g[g['architecture'].astype(str) == a]
+            return '; '.join(f"{m} (label_fraction {', '.join(f'{f:g}' for f in sorted(r['label_fraction'].unique()))}; "
+                             f"seeds {', '.join(str(int(s)) for s in sorted(r['seed'].unique()))})" for m, r in h.groupby('method', sort=False))
+        where = ', '.join(f"{k}={v}" for k, v in zip(keys, key if isinstance(key, tuple) else (key,)))
+        raise Ssl3dError(f"rows fine-tuned on different networks cannot be compared ({where}): "
+                         + ' | '.join(f"architecture {a}: {rows(a)}" for a in archs)
+                         + ". Fine-tune every initialisation on the same network, or add 'architecture' to `by` to compare within each.")
+
+# %% ../nbs/90_experiments.ipynb 30
 _RUN_KEYS = ('method', 'dataset', 'label_fraction', 'seed')
 
 def _select(df, metric:str, by:Sequence[str]):
@@ -285,6 +319,7 @@ def run_scores(df, # tidy results (DataFrame)
               ): # DataFrame: one row per run (per class if class_agg is None) with column 'value'
     "One score per run: rows of `metric`, duplicates of a class averaged, then classes aggregated by `class_agg`."
     d = _select(df, metric, by)
+    check_architectures(d, by)
     keys = list(dict.fromkeys([*by, *_RUN_KEYS]))
     keys = [k for k in keys if k != 'class']
     per_class = d.groupby(keys + ['class'], dropna=False, sort=False)['value'].mean().reset_index()
@@ -295,15 +330,21 @@ def summary_table(df, # tidy results (DataFrame)
                   metric:str='dice', # which metric to summarise
                   by:Sequence[str]=('method', 'label_fraction'), # table cells; add 'class' for per-class rows
                   class_agg:str='mean', # how classes combine within a run
-                 ): # DataFrame with columns *by, mean, sd, n
-    "Mean ± sd over runs (seeds) of the class-aggregated metric, per `by` group."
+                  level:float=0.95, # confidence level of the interval of the mean (ci_low, ci_high)
+                 ): # DataFrame with columns *by, mean, sd, n, ci_low, ci_high (+ misses, cases with 'miss' rows)
+    "Mean ± sd and a t confidence interval of the mean over runs (seeds) of the class-aggregated metric, per `by` group."
     by = list(by)
     runs = run_scores(df, metric, None if 'class' in by else class_agg, by=by)
     g = runs.groupby(by, dropna=False, sort=False)['value']
     out = g.agg(mean='mean', sd='std', n='count').reset_index()
+    ci = [mean_ci(v, level)[1:] for _, v in g]
+    out['ci_low'], out['ci_high'] = [c[0] for c in ci], [c[1] for c in ci]
+    if metric != 'miss' and 'miss' in set(df['metric']):   # missed/hallucinated (volume, class) pairs of the group's runs
+        m = df[df['metric'] == 'miss'].groupby(by, dropna=False, sort=False)['value'].agg(misses='sum', cases='count').reset_index()
+        out = out.merge(m, on=by, how='left').astype({'misses': 'Int64', 'cases': 'Int64'})
     return out.sort_values([c for c in by if c != 'method'] or by, kind='stable').reset_index(drop=True)
 
-# %% ../nbs/90_experiments.ipynb 32
+# %% ../nbs/90_experiments.ipynb 36
 def _col_label(col:str, v) -> str:
     if col == 'label_fraction' and isinstance(v, (int, float)) and v == v: return f"{100 * v:g} %"
     return str(v)
@@ -315,9 +356,11 @@ def format_mean_sd(summary, # output of `summary_table` (or tidy results, summar
                    scale:float=100.0, # multiply values (100: fractions → %)
                    digits:int=2, # decimals
                    higher_is_better:bool=True, # which end of each column is bold
+                   interval:str='sd', # 'sd': mean ± sd; 'ci': mean [95 % CI] (needs ci_low/ci_high, from `summary_table`)
                   ) -> str: # a markdown table
-    "A markdown table of mean ± sd, rows × cols, with the best mean of each column in bold."
+    "A markdown table of mean ± sd (or mean [CI]), rows × cols, the best mean of each column in bold, miss counts appended."
     import pandas as pd
+    if interval not in ('sd', 'ci'): raise Ssl3dError(f"interval={interval!r}: choose 'sd' or 'ci'")
     if 'mean' not in summary.columns: summary = summary_table(summary, metric=metric, by=(rows, cols))
     rv, cv = list(pd.unique(summary[rows])), list(pd.unique(summary[cols]))
     if cols == 'label_fraction': cv = sorted(cv)
@@ -328,14 +371,21 @@ def format_mean_sd(summary, # output of `summary_table` (or tidy results, summar
         if ms: best[c] = max(ms) if higher_is_better else min(ms)
     def txt(r, c):
         if (r, c) not in cell: return '–'
-        m, sd = cell[(r, c)]['mean'], cell[(r, c)]['sd']
-        t = f"{m * scale:.{digits}f}" + (f" ± {sd * scale:.{digits}f}" if sd == sd else '')
-        return f"**{t}**" if c in best and m == best[c] else t
+        row = cell[(r, c)]
+        m, sd = row['mean'], row['sd']
+        if interval == 'ci':
+            if 'ci_low' not in row: raise Ssl3dError("interval='ci': the summary has no ci_low/ci_high (make it with summary_table)")
+            lo, hi = row['ci_low'], row['ci_high']
+            t = f"{m * scale:.{digits}f}" + (f" [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]" if lo == lo else '')
+        else: t = f"{m * scale:.{digits}f}" + (f" ± {sd * scale:.{digits}f}" if sd == sd else '')
+        t = f"**{t}**" if c in best and m == best[c] else t
+        k = row['misses'] if 'misses' in row else None
+        return t + (f" ({int(k)}/{int(row['cases'])} missed)" if k is not None and not pd.isna(k) and k > 0 else '')
     lines = ['| ' + ' | '.join([rows] + [_col_label(cols, c) for c in cv]) + ' |', '|' + '---|' * (len(cv) + 1)]
     lines += ['| ' + ' | '.join([str(r)] + [txt(r, c) for c in cv]) + ' |' for r in rv]
     return '\n'.join(lines)
 
-# %% ../nbs/90_experiments.ipynb 35
+# %% ../nbs/90_experiments.ipynb 41
 def ttest_best_vs_second(df, # tidy results (DataFrame)
                          metric:str='dice', # which metric
                          by:Sequence[str]=('label_fraction',), # one test per group (add 'dataset' for several)
@@ -364,7 +414,93 @@ def ttest_best_vs_second(df, # tidy results (DataFrame)
         out.append(row)
     return pd.DataFrame(out)
 
-# %% ../nbs/90_experiments.ipynb 39
+# %% ../nbs/90_experiments.ipynb 45
+def holm(pvalues, # p-values (NaN entries are ignored and stay NaN)
+        ): # numpy array of Holm-adjusted p-values, same order
+    "Holm's step-down adjusted p-values: p_(i) ↦ max_{j ≤ i} min(1, (m − j + 1) p_(j)) over the m finite p-values."
+    import numpy as np
+    p = np.asarray(pvalues, float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size == 0: return out
+    order = ok[np.argsort(p[ok], kind='stable')]
+    m = order.size
+    adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out[order] = adj
+    return out
+
+def _subset_check(a, b, cols, where):
+    if 'subset' not in a.columns: return
+    bad = [int(s) for s, x, y in zip(a['seed'], a['subset'], b['subset']) if str(x) != str(y)]
+    if bad: raise Ssl3dError(f"{where}: seeds {bad} fine-tuned on different labelled subsets; paired tests need the same "
+                             "subset per (label fraction, seed) for every initialisation")
+
+def paired_tests(df, # tidy results (DataFrame); optional columns 'architecture', 'subset'
+                 metric:str='dice', # which metric
+                 baseline:str|None='random', # control method: every other method is tested against it (None: no control tests)
+                 pairs:Sequence[tuple]=(), # further (method, reference) comparisons in every group
+                 best_vs_second:bool=True, # also test the best method against the second-best of each group
+                 by:Sequence[str]=('label_fraction',), # one group per value ('architecture' is added when present)
+                 class_agg:str='mean', # how classes combine within a run
+                 higher_is_better:bool=True, # ranking direction of best/second
+                 level:float=0.95, # confidence level of the mean difference's interval
+                ): # DataFrame: *by, method, reference, n, mean, mean_reference, diff, ci_low, ci_high, t, p_t, w, p_wilcoxon, p_holm, p_holm_wilcoxon
+    "Paired t and Wilcoxon signed-rank tests of run scores paired on the seed, Holm-corrected across all rows."
+    import numpy as np, pandas as pd
+    from scipy.stats import ttest_rel, wilcoxon
+    by = list(dict.fromkeys([*by, *(['architecture'] if 'architecture' in df.columns else [])]))
+    extra = [c for c in ('subset',) if c in df.columns]
+    runs = run_scores(df, metric, class_agg, by=[*by, *extra])
+    out = []
+    for key, g in runs.groupby(by, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        where = ', '.join(f"{k}={v}" for k, v in zip(by, key))
+        means = g.groupby('method', sort=False)['value'].mean().sort_values(ascending=not higher_is_better, kind='stable')
+        comps = []
+        if baseline is not None:
+            if baseline not in means.index: raise Ssl3dError(f"{where}: no {baseline!r} control runs (have {list(means.index)}); "
+                                                            "the protocol needs a control per architecture, or pass baseline=None")
+            comps += [(m, baseline) for m in means.index if m != baseline]
+        if best_vs_second and len(means) > 1: comps.append((means.index[0], means.index[1]))
+        comps += [tuple(p) for p in pairs if p[0] in means.index and p[1] in means.index]
+        seen = set()
+        for a, b in comps:
+            if frozenset((a, b)) in seen: continue
+            seen.add(frozenset((a, b)))
+            ra = g[g['method'] == a].set_index('seed').sort_index()
+            rb = g[g['method'] == b].set_index('seed').sort_index()
+            common = ra.index.intersection(rb.index)
+            ra, rb = ra.loc[common], rb.loc[common]
+            _subset_check(ra.reset_index(), rb.reset_index(), extra, f"{where}, {a} vs {b}")
+            x, y = ra['value'].to_numpy(float), rb['value'].to_numpy(float)
+            d = x - y
+            mean_d, lo, hi = mean_ci(d, level)
+            row = dict(zip(by, key), method=a, reference=b, n=int(len(d)), mean=float(np.mean(x)) if len(x) else np.nan,
+                       mean_reference=float(np.mean(y)) if len(y) else np.nan, diff=mean_d, ci_low=lo, ci_high=hi,
+                       t=np.nan, p_t=np.nan, w=np.nan, p_wilcoxon=np.nan)
+            if len(d) >= 2 and np.std(d) > 0:
+                r = ttest_rel(x, y); row.update(t=float(r.statistic), p_t=float(r.pvalue))
+            if len(d) >= 2 and np.any(d != 0):
+                try: r = wilcoxon(x, y); row.update(w=float(r.statistic), p_wilcoxon=float(r.pvalue))
+                except ValueError: pass
+            out.append(row)
+    cols = [*by, 'method', 'reference', 'n', 'mean', 'mean_reference', 'diff', 'ci_low', 'ci_high', 't', 'p_t', 'w', 'p_wilcoxon']
+    res = pd.DataFrame(out, columns=cols)
+    res['p_holm'], res['p_holm_wilcoxon'] = holm(res['p_t']), holm(res['p_wilcoxon'])
+    return res
+
+# %% ../nbs/90_experiments.ipynb 51
+def finetune_protocol_columns(finetune_dir:str|Path, # a `ssl3d.finetune.finetune` run folder (finished)
+                             ) -> dict: # {'architecture': fingerprint hash, 'subset': hash of the labelled ids}
+    "The protocol columns of one fine-tune's tidy rows: the network's fingerprint and the labelled subset's hash."
+    from ssl3d.core import load_json
+    d = Path(finetune_dir)
+    for f in ('architecture.json', 'finetune.json'):
+        if not (d/f).exists(): raise Ssl3dError(f"{d}: no {f} (not a finished fine-tune of this version)")
+    ids = sorted(str(i) for i in load_json(d/'finetune.json')['labelled_ids'])
+    return dict(architecture=load_json(d/'architecture.json')['hash'], subset=hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:10])
+
+# %% ../nbs/90_experiments.ipynb 54
 def save_figure(fig, # a matplotlib figure
                 stem:str|Path, # path without suffix; writes stem.png and stem.pdf
                 dpi:int=150, # PNG resolution
@@ -376,7 +512,7 @@ def save_figure(fig, # a matplotlib figure
                        lambda p: fig.savefig(p, format='pdf', bbox_inches='tight', metadata={'CreationDate': None}))
     return png, pdf
 
-# %% ../nbs/90_experiments.ipynb 41
+# %% ../nbs/90_experiments.ipynb 56
 def plot_label_efficiency(df, # tidy results (DataFrame)
                           path_stem:str|Path|None=None, # save stem.png / stem.pdf when given
                           metric:str='dice', # which metric

@@ -21,6 +21,7 @@ from .losses import dice_ce_loss
 from .transforms import finetune_augmentation
 from .train import Trainer, train_config, save_checkpoint, load_checkpoint, provenance
 from .pretrain import dataset_fingerprint
+from .architecture import architecture_fingerprint
 from .evaluate import (sliding_window_predict, segmentation_metrics, summarize_metrics, write_metrics, format_table,
                             save_prediction, spacing_from_affine)
 
@@ -379,6 +380,8 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
     validate_subjects(train_s + val_s, label_values=range(K))
     torch.manual_seed(seed)
     net, minfo = build_segmentation_model(init, K, cfg.backbone, cfg.load_decoder, cfg.allow_shape_mismatch)
+    arch = architecture_fingerprint(net, cfg.patch_size)   # the network compared: comparisons refuse mixed fingerprints
+    save_json(arch, out/'architecture.json')
     if minfo['load_report'] is not None:
         rep = minfo['load_report']
         save_json(rep.to_dict(), out/'load_report.json'); atomic_write(out/'load_report.txt', lambda p: p.write_text(str(rep) + '\n'))
@@ -392,7 +395,8 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
     vols = _val_volumes(val_s, transform)
     prov = dict(method='finetune', init=str(init), init_method=(minfo['init_provenance'] or {}).get('method', 'none'),
                 init_provenance=minfo['init_provenance'], config=config_to_dict(cfg), label_fraction=float(label_fraction),
-                seed=int(seed), dataset_fingerprint=dataset_fingerprint(train_s + val_s), dataset=info['name'])
+                seed=int(seed), dataset_fingerprint=dataset_fingerprint(train_s + val_s), dataset=info['name'],
+                architecture=arch['hash'])
     every = cfg.eval_every or max(min(cfg.steps, 10), cfg.steps // 4)
     tcfg = train_config(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                         schedule=cfg.schedule, warmup=cfg.warmup, device=device, num_workers=cfg.num_workers,
@@ -417,13 +421,13 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
     save_checkpoint(out/'last.pt', **_seg_meta(net, minfo, cfg, K, names, modality, trainer.step, float('nan'), splits,
                                                trainer.provenance, 'last'))
     best = load_checkpoint(best_path)
-    save_json({**settings, 'finished': True, 'best_val_dice': best['val_dice'], 'best_step': best['step'],
+    save_json({**settings, 'finished': True, 'best_val_dice': best['val_dice'], 'best_step': best['step'], 'architecture': arch['hash'],
                'seconds': round(time.time() - t0, 1)}, done)
     if verbose: print(f"fine-tuned {cfg.steps} steps on {len(lab_ids)} labelled volume(s) in {time.time() - t0:.0f} s; "
                       f"best val Dice {best['val_dice']:.3f} at step {best['step']} → {best_path}")
     return best_path
 
-# %% ../nbs/70_finetune.ipynb 50
+# %% ../nbs/70_finetune.ipynb 52
 EVAL_SPLITS = ('test', 'val', 'train', 'msd-test', 'all')
 
 def _eval_subjects(data, split, meta, splits_file):
@@ -450,6 +454,7 @@ def evaluate_model(model:str|Path, # fine-tuned checkpoint (best.pt) or its run 
                    nsd_tolerance:float=1.0, # NSD tolerance (mm)
                    save_predictions:bool=True, # write NIfTI predictions
                    verbose:bool=True, # print the table
+                   metrics:tuple|None=None, # metrics to score (None: Dice, IoU, HD95, NSD; add 'miss' to count missed classes)
                   ) -> list: # tidy rows (volume, class, metric, value)
     "Predict a split in each volume's own grid, score Dice/IoU/HD95/NSD and write metrics and predictions."
     net, meta = load_segmentation_model(model, device=device)
@@ -461,14 +466,14 @@ def evaluate_model(model:str|Path, # fine-tuned checkpoint (best.pt) or its run 
         pred = predict_volume(net, s, meta['transform'], meta['patch_size'], overlap=ov)
         lab = tio.LabelMap(s['label'].path) if s['label'].path is not None else s['label']
         rows += segmentation_metrics(pred, lab.data.round().long(), meta['n_classes'], spacing_from_affine(s['image'].affine),
-                                     meta['class_names'], nsd_tolerance, volume=s['id'])
+                                     meta['class_names'], nsd_tolerance, volume=s['id'], **({} if metrics is None else dict(metrics=tuple(metrics))))
         if save_predictions: save_prediction(pred, s['image'].affine, out/'predictions'/f"{s['id']}.nii.gz")
     write_metrics(rows, out, extra=dict(model=str(meta['path']), split=split, data=str(data), step=meta['step'],
                                         val_dice=meta['val_dice'], provenance=meta['provenance']))
     if verbose: print(format_table(rows, metrics=('dice', 'hd95', 'nsd')))
     return rows
 
-# %% ../nbs/70_finetune.ipynb 54
+# %% ../nbs/70_finetune.ipynb 56
 def _encoder_from(path) -> tuple:
     path = Path(path)
     if path.is_dir(): path = path/'best.pt' if (path/'best.pt').exists() else path/'final.pt'
@@ -507,7 +512,7 @@ def load_monai_encoder(path:str|Path # a file written by `export_encoder_monai`
     net.load_state_dict(torch.load(path, map_location='cpu', weights_only=True), strict=True)
     return net
 
-# %% ../nbs/70_finetune.ipynb 58
+# %% ../nbs/70_finetune.ipynb 60
 def _cfg_finetune(p):
     p.add_argument('--data', required=True, help='dataset folder (MSD, images/+labels/) or CSV manifest')
     p.add_argument('--init', default='none', help="pretrained checkpoint (final.pt or its run folder) or 'none' (random init)")

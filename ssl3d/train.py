@@ -18,7 +18,7 @@ from .methods.core import collate as default_collate
 
 # %% auto 0
 __all__ = ['TRAIN_PRESETS', 'TrainConfig', 'train_config', 'lr_factor', 'save_checkpoint', 'load_checkpoint', 'provenance',
-           'NonFiniteLoss', 'Trainer']
+           'NonFiniteLoss', 'Trainer', 'time_budget', 'replan_steps']
 
 # %% ../nbs/60_train.ipynb 7
 _SCHEDULES, _AMP, _OPTIMIZERS = ('cosine', 'poly', 'constant'), ('auto', 'bf16', 'fp16', 'off'), ('adamw', 'sgd')
@@ -241,10 +241,12 @@ def _fit(self:Trainer,
         self._bar = bar
         self.raw.train()
         batches = self._batches(start) if start < target else iter(())
+        self._t_fit = _clock()
         try:
             while self.step < target:
                 epoch, batch = next(batches)
                 self._train_step(model, batch, epoch)
+                target = self._budget(target, start)   # a `time_budget` deadline may shorten the run (re-planned)
                 s = self.step
                 ckpt_now = (cfg.ckpt_every and s % cfg.ckpt_every == 0) or s == target
                 if s % cfg.log_every == 0 or ckpt_now: self._flush()
@@ -263,6 +265,47 @@ def _fit(self:Trainer,
 Trainer.fit = _fit
 
 # %% ../nbs/60_train.ipynb 28
+import contextlib, time
+_clock = time.monotonic
+_BUDGET = {'deadline': None}
+
+@contextlib.contextmanager
+def time_budget(deadline:float|None, # absolute `time.monotonic()` time by which fits must end; None: no limit
+               ):
+    "Context in which every `Trainer.fit` shortens its run to end by `deadline` (re-planned from measured step times)."
+    old = _BUDGET['deadline']; _BUDGET['deadline'] = deadline
+    try: yield
+    finally: _BUDGET['deadline'] = old
+
+def replan_steps(step:int, # steps completed
+                 start:int, # the step this fit call started from
+                 elapsed:float, # seconds this fit call has run
+                 remaining:float, # seconds left before the deadline
+                 total:int, # planned total steps
+                 min_measured:int=3, # steps measured before re-planning
+                ) -> int: # the new total: what fits at the measured rate, at most `total`, at least `step`
+    "Total steps that end a run by its deadline at the rate measured so far (seconds per step of this call)."
+    done = step - start
+    if done < min_measured or elapsed <= 0: return total
+    return int(min(total, step + max(0, math.floor(remaining * done / elapsed))))
+
+def _budget(self:Trainer, target:int, start:int) -> int:
+    d = _BUDGET['deadline']
+    if d is None or self.world > 1: return target
+    now, cfg = _clock(), self.config
+    n = replan_steps(self.step, start, now - self._t_fit, d - now, cfg.steps)
+    if n < cfg.steps:
+        old, cfg.steps = getattr(self, '_planned_steps', cfg.steps), n
+        self._planned_steps = old
+        self.sched.lr_lambdas[0] = functools.partial(lr_factor, total=n, schedule=cfg.schedule, warmup=cfg.warmup)
+        if self.rank == 0:
+            save_json({'train': config_to_dict(cfg), 'provenance': self.provenance, 'world_size': self.world,
+                       'replanned': {'from': old, 'to': n}}, self.config_path)
+    return min(target, cfg.steps)
+
+Trainer._budget = _budget
+
+# %% ../nbs/60_train.ipynb 30
 def _setup_distributed(self:Trainer):
     self._own_pg = False
     world = int(os.environ.get('WORLD_SIZE', '1'))
@@ -298,7 +341,7 @@ def _build(self:Trainer):
 
 Trainer._setup_distributed, Trainer._build = _setup_distributed, _build
 
-# %% ../nbs/60_train.ipynb 30
+# %% ../nbs/60_train.ipynb 32
 def _fresh(self:Trainer) -> int:
     seed_everything(self.config.seed + self.rank)
     if self.rank == 0:
@@ -325,7 +368,7 @@ def _resume(self:Trainer) -> int:
 
 Trainer._fresh, Trainer._resume = _fresh, _resume
 
-# %% ../nbs/60_train.ipynb 32
+# %% ../nbs/60_train.ipynb 34
 def _batches(self:Trainer, start:int):
     cfg, step = self.config, start
     while True:
@@ -368,7 +411,7 @@ def _train_step(self:Trainer, model, batch, epoch):
 
 Trainer._batches, Trainer._train_step = _batches, _train_step
 
-# %% ../nbs/60_train.ipynb 34
+# %% ../nbs/60_train.ipynb 36
 def _flush(self:Trainer):
     if not self._buf: return
     vals = torch.stack([b[3] for b in self._buf])

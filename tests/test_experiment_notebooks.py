@@ -54,7 +54,8 @@ def test_vp_ablation_notebook_overrides(tmp_path):
     out = papermill(tmp_path, 'vp_ablation', ('ablations', 'voxel,+boundary'), ('seeds', '1'))
     df = pd.read_csv(out / 'results.csv')
     assert set(df['seed']) == {1}
-    assert df['method'].nunique() == 2
+    assert set(df['method']) == {'random', 'voxel', '+boundary'}   # the random-init control is on by default (issue 12)
+    assert {'architecture', 'subset'} <= set(df.columns) and df['architecture'].nunique() == 1
 
 
 @pytest.mark.slow
@@ -62,4 +63,5 @@ def test_label_efficiency_accepts_the_two_view_methods(tmp_path):
     out = papermill(tmp_path, 'label_efficiency', ('methods', 'pgl,byol,moco'), ('seeds', '0'),
                     ('label_fractions', '1.0'), ('pretrain_steps', 2), ('finetune_steps', 2))
     df = pd.read_csv(out / 'results.csv')
-    assert set(df['method']) == {'pgl', 'byol', 'moco'}
+    assert set(df['method']) == {'random', 'pgl', 'byol', 'moco'}   # the protocol adds the random-init control
+    assert df['architecture'].nunique() == 1                          # pretrained with layout='standard' (issue 12)

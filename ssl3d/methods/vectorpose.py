@@ -10,7 +10,7 @@ import torch
 from torch import nn, Tensor
 import torchio as tio
 from ..core import Ssl3dError, DataError, update_config
-from ..data import body_mask
+from ..data import body_mask, body_threshold_of
 from ..geometry import ViewGeometry, sample_view, extract_view, mask_box, box_fraction
 from ..targets import VectorTargets, VP_SUBSETS, INDEX_MODES, EDGE_NORMS, edge_target, landmark_centre, decode_vp_logits
 from ..transforms import models_genesis_corruption, RandomBezierIntensity
@@ -55,7 +55,7 @@ class ViewConfig:
     flip_policy: str|None = 'mg'  # 'mg' (Models Genesis loop), 'axis' (each axis with flip_p) or None
     flip_p: float = 0.4  # MG loop continuation probability (or per-axis probability for 'axis')
     rot_p: float = 0.5  # probability of a k·90° rotation in a random plane (§2.3 rec)
-    body_threshold: float|None = 0.25  # body = largest component above this ([0,1] CT: 0.25 = −500 HU); None: 5th percentile (MR)
+    body_threshold: float|str|None = 'auto'  # 'auto': preprocessing's physical body mask (CT −500 HU / MR Otsu, before any window), else Otsu; a number: threshold on [0, 1]; None: 5th percentile
     min_body_fraction: float = 0.3  # reject crops with less body than this (VP-A7)
     max_tries: int = 20  # crop draws before accepting the last one
 
@@ -68,6 +68,8 @@ class ViewConfig:
                 raise Ssl3dError(f"scale_range={self.scale_range!r}: need (lo, hi) with 0 < lo <= hi, or None")
         if self.flip_policy not in (None, 'mg', 'axis'): raise Ssl3dError(f"flip_policy={self.flip_policy!r}: 'mg', 'axis' or None")
         _check_prob(self, 'flip_p', 'rot_p', 'min_body_fraction')
+        if not (self.body_threshold is None or self.body_threshold == 'auto' or isinstance(self.body_threshold, (int, float))):
+            raise Ssl3dError(f"body_threshold={self.body_threshold!r}: 'auto', a number (on [0, 1] intensities) or None")
         if int(self.max_tries) < 1: raise Ssl3dError(f"max_tries={self.max_tries!r}: must be >= 1")
 
 @dataclasses.dataclass
@@ -95,15 +97,17 @@ class CorruptionConfig:
 
 # %% ../../nbs/51_methods.vectorpose.ipynb 10
 def body_region(subject:tio.Subject, # subject whose `image` channel 0 defines the body
-                threshold:float|None=0.25 # body threshold on [0, 1] intensities; None: 5th percentile of channel 0
+                threshold:float|str|None='auto' # 'auto': the subject's `body` mask (from preprocessing), else Otsu; a number on [0, 1]; None: 5th percentile
                ) -> tuple: # (mask (X,Y,Z) bool, box (6,) edge coordinates)
     "Body mask and its bounding box, cached on the subject; the whole volume if nothing exceeds the threshold."
     x = subject['image'].data[0]
     cache = subject.get('_ssl3d_body')
-    key = (None if threshold is None else float(threshold), tuple(x.shape))
+    key = (threshold if threshold is None or isinstance(threshold, str) else float(threshold), tuple(x.shape))
     if isinstance(cache, dict) and key in cache: return cache[key]
-    t = float(np.percentile(x.float().numpy(), 5)) if threshold is None else float(threshold)
-    m = body_mask(x.float(), t)
+    body = subject.get('body') if threshold == 'auto' else None
+    if isinstance(body, tio.Image) and tuple(body.spatial_shape) == tuple(x.shape):
+        m = body.data[0].numpy() > 0   # computed on the raw intensities before any window (issue 12)
+    else: m = body_mask(x.float(), body_threshold_of(x.float(), 'otsu' if threshold == 'auto' else threshold))
     if not m.any(): m = np.ones(x.shape, bool)
     out = (m, mask_box(m))
     subject['_ssl3d_body'] = {**(cache if isinstance(cache, dict) else {}), key: out}

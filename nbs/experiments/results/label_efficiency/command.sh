@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SUPERSEDED (issue 12): the run of a comparison made before the protocol; see SUPERSEDED.md and ../label_efficiency_protocol/command.sh.
 # The run behind table.md / results.csv / the figures, from the repository root (runs/ is not committed).
 # Two halves in parallel (one core each), then the full list once more to gather the 72 finished cells.
 # (The random / Models Genesis / VectorPOSE cells were run first without pgl,byol,moco in `methods`; the grid then
