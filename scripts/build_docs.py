@@ -285,7 +285,9 @@ def build_site(out: Path) -> list[Path]:
                     keep = bool(c.source or c.get('outputs'))
                 if keep: cells.append(c)
                 for mod, name in index.get((rel, i), []):
-                    cells.append(nbformat.v4.new_markdown_cell(api_html(mod, name)))
+                    api_cell = nbformat.v4.new_markdown_cell(api_html(mod, name))
+                    api_cell['id'] = re.sub(r'[^\w-]', '-', api_anchor(mod, name))[-64:]
+                    cells.append(api_cell)
             nb.cells = cells
             return nb, resources
 
