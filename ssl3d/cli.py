@@ -42,8 +42,8 @@ def _one_line(e:BaseException) -> str:
     else: msg = f"{type(e).__name__}: {e}"
     return ' '.join(str(msg).split('\n')).strip()
 
-def _warning_line(message, category, filename, lineno, file=None, line=None):
-    print(f"ssl3d: warning: {' '.join(str(message).splitlines())}", file=file or sys.stderr)
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"ssl3d: warning: {' '.join(str(message).splitlines())}\n"
 
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `ssl3d` console command."
@@ -51,8 +51,8 @@ def main(argv:list[str]|None=None) -> int:
     args = p.parse_args(argv)
     if not getattr(args, '_run', None): p.print_help(); return 0
     if args.debug: return int(args._run(args) or 0)  # --debug: errors keep their traceback
-    show = warnings.showwarning
-    warnings.showwarning = _warning_line  # warnings as one line each, without source lines
+    fmt = warnings.formatwarning
+    warnings.formatwarning = _warning_line  # warnings as one line each, without source lines
     try: rc = args._run(args)
     except Ssl3dError as e:
         print(f"ssl3d {args.command}: error: {_one_line(e)}", file=sys.stderr); return 2
@@ -61,5 +61,5 @@ def main(argv:list[str]|None=None) -> int:
     except Exception as e:  # a bug or an unforeseen input: still one line, the traceback behind --debug
         print(f"ssl3d {args.command}: error: {_one_line(e)} (run `ssl3d --debug {args.command} ...` for the traceback)",
               file=sys.stderr); return 1
-    finally: warnings.showwarning = show
+    finally: warnings.formatwarning = fmt
     return int(rc or 0)

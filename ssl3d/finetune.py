@@ -584,7 +584,7 @@ def _cfg_finetune(p):
     p.add_argument('--seed', type=int, default=0, help='split, subset and training seed')
     p.add_argument('--steps', type=int, default=None, help="optimizer steps (default: the preset's)")
     p.add_argument('--preset', default='cpu-small', choices=sorted(FINETUNE_PRESETS))
-    p.add_argument('--out', required=True, help='run folder (resumed when it exists)')
+    p.add_argument('--out', required=True, help='run folder (resumed when it holds the same run; another run there is refused)')
     p.add_argument('--device', default='auto')
     p.add_argument('--splits', default=None, help='split file shared by compared runs (default DATA/ssl3d_splits/seed{S}.json)')
     p.add_argument('--no-decoder', action='store_true', help="do not load the checkpoint's decoder")

@@ -2,7 +2,7 @@
 in-process. Each must exit non-zero with ONE error line naming the file or value at fault, print no traceback, and
 leave nothing half-written in its output folder. Also: the fine-tuning run guard, tiny and multi-channel datasets,
 read-only and full outputs, grid kill-and-resume without orphans, and the cleanup of temporary files."""
-import contextlib, gzip, io, json, os, shutil, signal, subprocess, sys, time
+import contextlib, gzip, io, json, os, shutil, signal, subprocess, sys, time, warnings
 from pathlib import Path
 import nibabel as nib
 import numpy as np
@@ -22,7 +22,9 @@ FT = ['--preset', 'tiny', '--steps', '2', '--device', 'cpu', '--set', 'eval_ever
 def cli(*args):
     "Run `ssl3d ARGS` in-process: (exit code, stdout, stderr). argparse errors exit through SystemExit."
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter('always')   # warnings reach stderr as the console shows them (pytest would record them instead)
+        warnings.showwarning = lambda m, c, f, l, file=None, line=None: sys.stderr.write(warnings.formatwarning(m, c, f, l))
         try: rc = main([str(a) for a in args])
         except SystemExit as e: rc = e.code
     return rc, out.getvalue(), err.getvalue()
@@ -112,6 +114,13 @@ def _nii_truncated(r):
     edit_json(r, lambda d: d['training'][1].update(image='./imagesTr/abdomen_0001.nii'))
     p = r/'imagesTr'/'abdomen_0001.nii'; p.write_bytes(p.read_bytes()[:-5000])
 
+def _mha_truncated(r):
+    import SimpleITK as sitk
+    p = r/'imagesTr'/'abdomen_0001.mha'
+    sitk.WriteImage(sitk.ReadImage(str(img(r))), str(p)); img(r).unlink()
+    edit_json(r, lambda d: d['training'][1].update(image='./imagesTr/abdomen_0001.mha'))
+    p.write_bytes(p.read_bytes()[:-5000])
+
 def _shifted(a):
     aff = nib.load(img(a)).affine.copy(); aff[:3, 3] += 30; return aff
 
@@ -126,6 +135,7 @@ DATA_CASES = {
     'truncated label map': (lambda r: short_gzip(lab(r)), ['labelsTr/abdomen_0001.nii.gz', 'truncated']),
     'truncated float image': (_float_truncated, ['abdomen_0001.nii.gz', 'truncated']),
     'truncated .nii': (_nii_truncated, ['abdomen_0001.nii', 'truncated image']),
+    'truncated .mha': (_mha_truncated, ['abdomen_0001.mha', 'corrupt']),
     'label shape mismatch': (lambda r: rewrite(lab(r), lambda a: a[:-2]), ['labelsTr/abdomen_0001.nii.gz', 'does not match image shape']),
     'label affine mismatch': (lambda r: rewrite(lab(r), lambda a: a, affine=_shifted(r)), ['labelsTr/abdomen_0001.nii.gz', 'affine', 'origin']),
     'non-integer labels': (lambda r: rewrite(lab(r), lambda a: a + 0.5, np.float32), ['labelsTr/abdomen_0001.nii.gz', 'non-integer', '0.5']),
