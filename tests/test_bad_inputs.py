@@ -402,28 +402,32 @@ def _alive(pid):
 def test_grid_kill_and_resume_leaves_no_orphans(tmp_path):
     nb = _nap_notebook(tmp_path/'nap.ipynb')
     run = tmp_path/'run'
-    cmd = [sys.executable, '-m', 'ssl3d.cli', 'grid', str(nb), '--out', str(run), '--axis', 'x', '1', '2', '--processes', '2']
+    cmd = [sys.executable, '-c', 'import sys; from ssl3d.cli import main; sys.exit(main(sys.argv[1:]))', 'grid', str(nb), '--out', str(run), '--axis', 'x', '1', '2', '--processes', '2']
     env = {**os.environ, 'PYTHONPATH': str(Path(__file__).resolve().parents[1])}
     p = subprocess.Popen(cmd + ['-p', 'nap', '600'], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kernels, workers = [], []
     try:
         t0 = time.time()
         while len(list(run.glob('x=*/pid_*'))) < 2:
             assert time.time() - t0 < 120 and p.poll() is None, 'the grid did not start its notebooks'
             time.sleep(0.5)
+        kernels += [int(f.name.split('_')[1]) for f in run.glob('x=*/pid_*')]
+        workers += [int(f.name.split('_')[2]) for f in run.glob('x=*/pid_*')]
         # a second grid on the same folder meanwhile: each cell is locked, it waits for nobody and fails clearly
         rc, out, err = cli('grid', nb, '--out', run, '--axis', 'x', '1', '2', '--processes', '1')
         assert rc == 1 and out.count('busy') == 2
-        kernels = [int(f.name.split('_')[1]) for f in run.glob('x=*/pid_*')]
-        workers = [int(f.name.split('_')[2]) for f in run.glob('x=*/pid_*')]
         assert os.getpid() not in workers and p.pid not in workers and all(map(_alive, kernels + workers))
         os.kill(p.pid, signal.SIGKILL); p.wait()
         t0 = time.time()
         while any(map(_alive, kernels + workers)) and time.time() - t0 < 30: time.sleep(0.5)
         assert not any(map(_alive, workers)), 'grid workers outlived their parent'
         assert not any(map(_alive, kernels)), 'notebook kernels outlived their worker'
-    finally:
+    finally:   # on failure, end what this test started (by pid) so no sleeper outlives it
         if p.poll() is None: p.kill()
+        for pid in kernels + workers:
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError): os.kill(pid, signal.SIGKILL)
     for f in run.glob('x=*/pid_*'): f.unlink()
-    r = subprocess.run(cmd + ['-p', 'nap', '0'], env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert '2 ran' in r.stdout and all((run/f'x={x}'/'DONE').exists() for x in (1, 2))
+    rc, out, err = cli('grid', nb, '--out', run, '--axis', 'x', '1', '2', '--processes', '2', '-p', 'nap', '0')   # resume
+    assert rc == 0, err
+    assert '2 ran' in out and all((run/f'x={x}'/'DONE').exists() for x in (1, 2))
