@@ -122,9 +122,13 @@ def cell_done(cell_dir:str|Path # a grid cell's folder
 def _cell_lock(cell_dir:Path):
     "An exclusive lock on cell_dir/.lock, or None when another process holds it (the OS drops it when its holder dies)."
     import fcntl
-    f = open(cell_dir/'.lock', 'a')
+    path = cell_dir/'.lock'
+    f = open(path, 'a')
     try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError: f.close(); return None
+    try: ours = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+    except FileNotFoundError: ours = False
+    if not ours: f.close(); return None  # its holder just finished and removed it
     return f
 
 def _run_cell(fn, cell:dict, cell_dir:Path):
@@ -144,7 +148,7 @@ def _run_cell(fn, cell:dict, cell_dir:Path):
         dt = time.perf_counter() - t0
         save_json(dict(cell=cell, id=cell_id(cell), seconds=round(dt, 3)), cell_dir/'DONE')
         return None, dt
-    finally: lock.close()
+    finally: (cell_dir/'.lock').unlink(missing_ok=True); lock.close()  # removed while still held
 
 def _end_with_parent(parent:int):
     "Worker initializer: exit as soon as the grid's main process is gone (even after kill -9), so no worker is orphaned."

@@ -13,7 +13,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 import torchio as tio
 from .core import (Ssl3dError, DataError, atomic_write, save_json, load_json, config_to_dict, update_config,
-                        pick_device, register_command, check_writable)
+                        pick_device, register_command, check_writable, remove_stale_tmp)
 from .data import (discover_dataset, load_dataset, validate_subjects, preprocessing, make_splits, save_splits,
                         load_splits, label_subset, select_subjects, PatchDataset)
 from .models import build_backbone, SegmentationNet, monai_resnet_kwargs, encoder_to_monai, BACKBONE_PRESETS
@@ -422,13 +422,13 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
     settings = dict(data=str(Path(data).resolve()), init=str(init), label_fraction=float(label_fraction), seed=int(seed),
                     preset=preset, config=config_to_dict(cfg), splits_file=str(spath), labelled_ids=lab_ids,
                     init_fingerprint=None if ipath is None else _file_fingerprint(ipath))
-    if not (out/'finetune.json').exists() or not (out/'best.pt').exists(): _same_finetune_run(out, settings)  # fast check, before the data is read
     done = out/'finetune.json'
     if done.exists() and (out/'best.pt').exists():
         old = load_json(done)
         if old.get('finished') and all(old.get(k) == v for k, v in json.loads(json.dumps(settings)).items()):
             if verbose: print(f"{out}: finished run found (best val Dice {old.get('best_val_dice')}); skipping")
             return out/'best.pt'
+    _same_finetune_run(out, settings)  # a different run in `out`: refused now, before the data is read
     info = dataset_info(data)
     K, names = info['n_classes'], info['class_names']
     modality = info['modality'] if cfg.modality == 'auto' else cfg.modality
@@ -515,7 +515,7 @@ def evaluate_model(model:str|Path, # fine-tuned checkpoint (best.pt) or its run 
                    verbose:bool=True, # print the table
                   ) -> list: # tidy rows (volume, class, metric, value)
     "Predict a split in each volume's own grid, score Dice/IoU/HD95/NSD and write metrics and predictions."
-    check_writable(out_dir)
+    check_writable(out_dir); remove_stale_tmp(Path(out_dir)/'predictions')  # left by a killed evaluation
     net, meta = load_segmentation_model(model, device=device)
     subs = _eval_subjects(data, split, meta, splits_file)
     vrows = validate_subjects(subs, label_values=range(meta['n_classes']), label_source=f"the model {meta['path']} knows classes")

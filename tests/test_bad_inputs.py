@@ -344,6 +344,11 @@ def test_stale_tmp_files_are_removed(base, tmp_path):
     assert rc == 0, err
     assert not list(o.glob('*.tmp')) and 'removed a temporary file' in err
     intact(o)
+    pred = tmp_path/'ev'/'predictions'; pred.mkdir(parents=True)
+    (pred/'.abdomen_0000.nii.gz.q1.tmp').write_bytes(b'killed mid-write')
+    assert cli('evaluate', '--data', base/'ds', '--model', o, '--out', tmp_path/'ev', '--split', 'val')[0] == 0
+    assert not list(pred.glob('.*.tmp')) and list(pred.glob('*.nii.gz'))
+    intact(tmp_path/'ev')
 
 
 # ------------------------------------------------------------------ messages
