@@ -382,7 +382,7 @@ def _same_finetune_run(out:Path, ident:dict):
         if left: raise Ssl3dError(f"{out}: holds checkpoints ({', '.join(left)}) but no finetune.json; use another --out")
         return
     plain = json.loads(json.dumps(ident, default=str))
-    diff = [k for k in _RUN_IDENTITY if k in old and json.dumps(old[k], sort_keys=True) != json.dumps(plain[k], sort_keys=True)]
+    diff = [k for k in _RUN_IDENTITY if k in old and k in plain and json.dumps(old[k], sort_keys=True) != json.dumps(plain[k], sort_keys=True)]
     if diff:
         show = lambda v: (str(v)[:12] + '…') if isinstance(v, str) and len(v) > 16 else (v if not isinstance(v, dict) else '{…}')
         what = '; '.join(f"{k} {show(old[k])} there, {show(plain[k])} now" for k in diff)
