@@ -4,7 +4,7 @@
 
 # %% ../nbs/80_cli.ipynb 3
 from __future__ import annotations
-import argparse, importlib, sys
+import argparse, importlib, sys, warnings
 import ssl3d
 from .core import COMMANDS, Ssl3dError
 
@@ -23,21 +23,43 @@ def build_parser() -> argparse.ArgumentParser:
     _load_commands()
     p = argparse.ArgumentParser(prog='ssl3d', description='Self-supervised pretraining for 3D medical image segmentation.')
     p.add_argument('--version', action='version', version=f'ssl3d {ssl3d.__version__}')
+    p.add_argument('--debug', action='store_true', help='show the Python traceback of an error')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
     for name in COMMANDS.names():
         cmd = COMMANDS.get(name)
         sp = sub.add_parser(name, help=cmd.help, description=cmd.help,
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         cmd.configure(sp)
+        sp.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='show the Python traceback of an error')
         sp.set_defaults(_run=cmd.run)
     return p
+
+def _one_line(e:BaseException) -> str:
+    "An exception as one line; OS errors name their file (torch/NumPy reprs are not the user's business)."
+    if isinstance(e, OSError) and e.filename is not None:
+        msg = f"{e.filename}: {e.strerror or type(e).__name__}"
+    elif isinstance(e, Ssl3dError): msg = str(e)
+    else: msg = f"{type(e).__name__}: {e}"
+    return ' '.join(str(msg).split('\n')).strip()
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"ssl3d: warning: {' '.join(str(message).splitlines())}\n"
 
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `ssl3d` console command."
     p = build_parser()
     args = p.parse_args(argv)
     if not getattr(args, '_run', None): p.print_help(); return 0
+    if args.debug: return int(args._run(args) or 0)  # --debug: errors keep their traceback
+    fmt = warnings.formatwarning
+    warnings.formatwarning = _warning_line  # warnings as one line each, without source lines
     try: rc = args._run(args)
     except Ssl3dError as e:
-        print(f"ssl3d {args.command}: error: {e}", file=sys.stderr); return 2
+        print(f"ssl3d {args.command}: error: {_one_line(e)}", file=sys.stderr); return 2
+    except OSError as e:  # unreadable input, read-only or full output: name the path
+        print(f"ssl3d {args.command}: error: {_one_line(e)}", file=sys.stderr); return 1
+    except Exception as e:  # a bug or an unforeseen input: still one line, the traceback behind --debug
+        print(f"ssl3d {args.command}: error: {_one_line(e)} (run `ssl3d --debug {args.command} ...` for the traceback)",
+              file=sys.stderr); return 1
+    finally: warnings.formatwarning = fmt
     return int(rc or 0)

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 # %% auto 0
-__all__ = ['COMMANDS', 'Ssl3dError', 'DataError', 'seed_everything', 'pick_device', 'atomic_write', 'save_json', 'load_json',
-           'config_to_dict', 'config_from_dict', 'update_config', 'Registry', 'Command', 'register_command']
+__all__ = ['COMMANDS', 'Ssl3dError', 'DataError', 'seed_everything', 'pick_device', 'atomic_write', 'check_writable',
+           'remove_stale_tmp', 'save_json', 'load_json', 'config_to_dict', 'config_from_dict', 'update_config',
+           'Registry', 'Command', 'register_command']
 
 # %% ../nbs/00_core.ipynb 6
 class Ssl3dError(ValueError):
@@ -48,11 +49,53 @@ def atomic_write(path:str|Path, # destination file
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     os.close(fd); tmp = Path(tmp)
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        try:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the result the usual permissions
+            write(tmp)
+            with open(tmp, 'rb+') as f: os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+            os.replace(tmp, path)
+        except OSError as e: raise Ssl3dError(f"{path}: cannot write ({e.strerror or e})") from e
+        except RuntimeError as e:  # torch.save on a full disk: "PytorchStreamWriter failed writing file ... unexpected pos"
+            if 'PytorchStreamWriter' not in str(e) and 'unexpected pos' not in str(e): raise
+            raise Ssl3dError(f"{path}: cannot write (the disk may be full: {str(e).splitlines()[0]})") from e
+        _fsync_dir(path.parent)
     finally:
         if tmp.exists(): tmp.unlink()
     return path
+
+def _umask() -> int:
+    m = os.umask(0o022); os.umask(m); return m
+
+def _fsync_dir(d:Path):
+    "Persist a rename (best effort: some filesystems refuse to open folders)."
+    try:
+        fd = os.open(d, os.O_RDONLY)
+        try: os.fsync(fd)
+        finally: os.close(fd)
+    except OSError: pass
+
+def check_writable(folder:str|Path, # output folder (created when absent)
+                   what:str='output folder' # how messages call it
+                  ) -> Path:
+    "Create `folder` if needed and prove it is writable with a probe file, before any work is done."
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir(): raise Ssl3dError(f"{folder}: {what} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix='.ssl3d-write-probe.', dir=folder)
+        os.close(fd); os.unlink(probe)
+    except OSError as e:
+        raise Ssl3dError(f"{folder}: {what} is not writable ({e.strerror or type(e).__name__})") from e
+    return folder
+
+def remove_stale_tmp(folder:str|Path # a run folder
+                    ) -> list[Path]: # the files removed
+    "Delete the `.NAME.*.tmp` files that `atomic_write` leaves behind when its process is killed mid-write."
+    folder, out = Path(folder), []
+    if not folder.is_dir(): return out
+    for p in folder.glob('.*.tmp'):
+        if p.is_file(): p.unlink(missing_ok=True); out.append(p)
+    return out
 
 def _to_jsonable(o):
     if dataclasses.is_dataclass(o) and not isinstance(o, type): return dataclasses.asdict(o)

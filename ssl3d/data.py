@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb 3
 from __future__ import annotations
-import csv, math, re, warnings
+import csv, gzip, math, os, re, warnings, zlib
 from pathlib import Path
 from typing import Sequence
 import nibabel as nib
@@ -56,10 +56,12 @@ def detect_kind(root:str|Path # dataset folder or CSV manifest
 
 # %% ../nbs/01_data.ipynb 10
 def _inside(root:Path, rel:str, where:str) -> Path:
-    "Resolve a dataset.json entry against `root`, refusing paths that leave it."
+    "Resolve a dataset entry (dataset.json, CSV cell, or a folder's file) against `root`, refusing paths that leave it."
     p = (root / rel).resolve()
+    if os.environ.get('SSL3D_ALLOW_OUTSIDE_ROOT', '') not in ('', '0'): return p  # opt-in: images kept elsewhere on purpose
     try: p.relative_to(root.resolve())
-    except ValueError: raise DataError(f"{where}: path {rel!r} points outside the dataset root {root}") from None
+    except ValueError: raise DataError(f"{where}: path {rel!r} points outside the dataset root {root} "
+                                       "(set SSL3D_ALLOW_OUTSIDE_ROOT=1 to allow files outside it)") from None
     return p
 
 def _declared_labels(labels) -> dict[int, str]:
@@ -98,11 +100,13 @@ def _folder_cases(root:Path):
     labels = {}
     for p in sorted(ldir.iterdir()) if ldir else []:
         if not _is_image(p): continue
+        _inside(root, str(p.relative_to(root)), str(p))  # a symlink may not lead out of the dataset
         if _match_key(p) in labels: raise DataError(f"{p}: two label files match the name {_match_key(p)!r}")
         labels[_match_key(p)] = p
     cases, used = [], set()
     for p in sorted(idir.iterdir()):
         if not _is_image(p): continue
+        _inside(root, str(p.relative_to(root)), str(p))
         lab = labels.get(_match_key(p)); used.add(_match_key(p))
         cases.append(dict(id=_stem(p), image=p, label=lab, split='training' if lab else 'unlabelled'))
     orphans = sorted(set(labels) - used)
@@ -116,8 +120,8 @@ def _csv_cases(path:Path):
     cases = []
     for k, r in enumerate(rows, start=2):
         if not (r.get('image') or '').strip(): raise DataError(f"{path}: line {k} has an empty 'image' cell")
-        img = (path.parent / r['image'].strip()).resolve()
-        lab = (path.parent / r['label'].strip()).resolve() if (r.get('label') or '').strip() else None
+        img = _inside(path.parent, r['image'].strip(), f"{path}: line {k}")
+        lab = _inside(path.parent, r['label'].strip(), f"{path}: line {k}") if (r.get('label') or '').strip() else None
         cases.append(dict(id=(r.get('id') or '').strip() or _stem(img), image=img, label=lab,
                           split='training' if lab else 'unlabelled'))
     return cases, dict(name=path.stem, labels={}, modality=[])
@@ -162,6 +166,7 @@ def _read(img:tio.Image) -> tio.Image:
     "The image with its data loaded; file-backed images are read into a throwaway copy (memory is not kept)."
     if img.path is None or getattr(img, '_loaded', False): return img
     if not Path(img.path).is_file(): raise DataError(f"{img.path}: file not found")
+    _check_complete(img.path)
     tmp = type(img)(img.path)
     try:
         with warnings.catch_warnings():
@@ -170,16 +175,42 @@ def _read(img:tio.Image) -> tio.Image:
     except Exception as e: raise DataError(f"{img.path}: unreadable or corrupt image ({type(e).__name__}: {str(e).splitlines()[0]})") from e
     return tmp
 
+def _corrupt(path, e) -> DataError:
+    return DataError(f"{path}: unreadable or corrupt image ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})")
+
+def _check_complete(path):
+    "A NIfTI file must hold every voxel its header promises: SimpleITK zero-fills a short file without a word."
+    name = str(path).lower()
+    if not name.endswith(('.nii', '.nii.gz')): return
+    try: hdr = nib.load(str(path)).header
+    except Exception as e: raise _corrupt(path, e) from e
+    shape = tuple(int(v) for v in hdr.get_data_shape())
+    need = int(hdr.get_data_offset()) + int(np.prod(shape)) * hdr.get_data_dtype().itemsize
+    have = 0
+    if name.endswith('.gz'):
+        try:
+            with gzip.open(path, 'rb') as f:
+                while chunk := f.read(1 << 24): have += len(chunk)
+        except (EOFError, OSError, zlib.error) as e:
+            raise DataError(f"{path}: truncated or corrupt gzip data ({type(e).__name__}: {e}); "
+                            f"the header promises {'×'.join(map(str, shape))} voxels") from e
+    else: have = os.path.getsize(path)
+    if have < need:
+        raise DataError(f"{path}: truncated image: the header promises {'×'.join(map(str, shape))} voxels ({need} bytes) "
+                        f"but the file holds {have} bytes")
+
 def _nonfinite_on_disk(path) -> int:
     "NaN/Inf count of a float NIfTI read with nibabel (SimpleITK, TorchIO's first reader, silently turns them into 0)."
     if not str(path).lower().endswith(('.nii', '.nii.gz')): return 0
-    im = nib.load(str(path))
-    if im.get_data_dtype().kind != 'f': return 0
-    return int((~np.isfinite(np.asanyarray(im.dataobj))).sum())
+    try:
+        im = nib.load(str(path))
+        if im.get_data_dtype().kind != 'f': return 0
+        return int((~np.isfinite(np.asanyarray(im.dataobj))).sum())
+    except Exception as e: raise _corrupt(path, e) from e
 
 def _name(img:tio.Image, sid) -> str: return str(img.path) if img.path is not None else f"subject {sid!r}"
 
-def _check_subject(s:tio.Subject, patch_size, pad:bool, label_values) -> dict:
+def _check_subject(s:tio.Subject, patch_size, pad:bool, label_values, label_source:str='the dataset declares') -> dict:
     sid = s.get('id', '?')
     if 'image' not in s: raise DataError(f"subject {sid!r}: no 'image'")
     img = _read(s['image']); name = _name(s['image'], sid)
@@ -200,31 +231,35 @@ def _check_subject(s:tio.Subject, patch_size, pad:bool, label_values) -> dict:
             raise DataError(f"{lname}: label shape {tuple(lab.spatial_shape)} does not match image shape {row['shape']} ({name})")
         if not np.allclose(lab.affine, img.affine, atol=1e-2):
             raise DataError(f"{lname}: label affine does not match the image affine ({name}); "
-                            f"spacing {tuple(np.round(lab.spacing, 3))} vs {tuple(np.round(img.spacing, 3))}, "
-                            f"origin {tuple(np.round(lab.origin, 2))} vs {tuple(np.round(img.origin, 2))}")
+                            f"spacing {_plain(lab.spacing, 3)} vs {_plain(img.spacing, 3)}, "
+                            f"origin {_plain(lab.origin, 2)} vs {_plain(img.origin, 2)}")
         if y.is_floating_point():
             frac = ~torch.isclose(y, y.round(), atol=1e-3)
             if frac.any(): raise DataError(f"{lname}: non-integer label values (e.g. {y[frac][0].item():g})")
         vals = sorted(int(v) for v in torch.unique(y.round().long()))
         if label_values is not None and set(vals) - set(label_values):
             raise DataError(f"{lname}: unexpected label values {sorted(set(vals) - set(label_values))}; "
-                            f"the dataset declares {sorted(label_values)}")
+                            f"{label_source} {sorted(label_values)}")
         if label_values is None and min(vals) < 0: raise DataError(f"{lname}: negative label values {[v for v in vals if v < 0]}")
+        if vals == [0]: warnings.warn(f"{lname}: the label map is all background (0): no organ is labelled")
         row['labels'] = vals
     return row
+
+def _plain(v, nd:int) -> tuple: return tuple(round(float(x), nd) for x in v)  # no np.float64(...) reprs in messages
 
 def validate_subjects(subjects:Sequence[tio.Subject], # subjects from `load_dataset` / `make_subject`
                       patch_size:Sequence[int]|None=None, # (X, Y, Z) training patch, checked against each image
                       pad:bool=True, # True: smaller images will be padded; False: refuse them
                       label_values:Sequence[int]|None=None, # allowed label values (e.g. declared in dataset.json)
-                      channels:int|None=None # expected number of image channels (None: all equal to the first)
+                      channels:int|None=None, # expected number of image channels (None: all equal to the first)
+                      label_source:str='the dataset declares' # who sets `label_values`, for messages
                      ) -> list[dict]: # one summary row per subject
     "Read every subject once and raise `DataError` naming the file at the first problem."
     subjects = list(subjects)
     if not subjects: raise DataError("empty dataset: no subjects to validate")
     rows = []
     for s in subjects:
-        r = _check_subject(s, patch_size, pad, label_values)
+        r = _check_subject(s, patch_size, pad, label_values, label_source)
         want = channels if channels else (rows[0]['channels'] if rows else None)
         if want and r['channels'] != want:
             raise DataError(f"{r['image']}: image has {r['channels']} channel(s); expected {want}")

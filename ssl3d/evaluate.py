@@ -4,7 +4,7 @@
 
 # %% ../nbs/71_evaluate.ipynb 3
 from __future__ import annotations
-import csv, json, math, warnings
+import csv, gzip, json, math, warnings
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
@@ -268,9 +268,10 @@ def save_prediction(pred, # label map (X,Y,Z) or (1,X,Y,Z), tensor or array
     dtype = np.uint8 if a.min() >= 0 and a.max() < 256 else np.int16
     img = nib.Nifti1Image(a.astype(dtype), _as_affine(affine))
     img.set_data_dtype(dtype)
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(img, str(path))
-    return path
+    path = Path(path)
+    data = img.to_bytes()  # written atomically: a killed evaluation leaves no half prediction under the final name
+    if path.name.lower().endswith('.gz'): data = gzip.compress(data, compresslevel=6, mtime=0)
+    return atomic_write(path, lambda p: p.write_bytes(data))
 
 # %% ../nbs/71_evaluate.ipynb 43
 def _nan_to_none(o):

@@ -120,20 +120,45 @@ def cell_done(cell_dir:str|Path # a grid cell's folder
     "True when the cell finished: its `DONE` marker exists (it is written last)."
     return (Path(cell_dir)/'DONE').exists()
 
+def _cell_lock(cell_dir:Path):
+    "An exclusive lock on cell_dir/.lock, or None when another process holds it (the OS drops it when its holder dies)."
+    import fcntl
+    path = cell_dir/'.lock'
+    f = open(path, 'a')
+    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError: f.close(); return None
+    try: ours = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+    except FileNotFoundError: ours = False
+    if not ours: f.close(); return None  # its holder just finished and removed it
+    return f
+
 def _run_cell(fn, cell:dict, cell_dir:Path):
-    "Run one cell; return (error or None, seconds). Never raises for errors of `fn`."
+    "Run one cell under its lock; return (error or None, seconds). Never raises for errors of `fn`."
     cell_dir.mkdir(parents=True, exist_ok=True)
-    for m in ('DONE', 'FAILED'): (cell_dir/m).unlink(missing_ok=True)
-    save_json(cell, cell_dir/'cell.json')
-    t0 = time.perf_counter()
-    try: fn(cell, cell_dir)
-    except Exception as e:
-        tb = traceback.format_exc()
-        atomic_write(cell_dir/'FAILED', lambda p: p.write_text(tb))
-        return f"{type(e).__name__}: {e}", time.perf_counter() - t0
-    dt = time.perf_counter() - t0
-    save_json(dict(cell=cell, id=cell_id(cell), seconds=round(dt, 3)), cell_dir/'DONE')
-    return None, dt
+    lock = _cell_lock(cell_dir)
+    if lock is None: return f"busy: another grid is running this cell ({cell_dir/'.lock'} is locked)", 0.0
+    try:
+        for m in ('DONE', 'FAILED'): (cell_dir/m).unlink(missing_ok=True)
+        save_json(cell, cell_dir/'cell.json')
+        t0 = time.perf_counter()
+        try: fn(cell, cell_dir)
+        except Exception as e:
+            tb = traceback.format_exc()
+            atomic_write(cell_dir/'FAILED', lambda p: p.write_text(tb))
+            return f"{type(e).__name__}: {e}", time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        save_json(dict(cell=cell, id=cell_id(cell), seconds=round(dt, 3)), cell_dir/'DONE')
+        return None, dt
+    finally: (cell_dir/'.lock').unlink(missing_ok=True); lock.close()  # removed while still held
+
+def _end_with_parent(parent:int):
+    "Worker initializer: exit as soon as the grid's main process is gone (even after kill -9), so no worker is orphaned."
+    import threading
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent: os._exit(1)  # a notebook kernel started here sees its parent go and exits too
+    threading.Thread(target=watch, daemon=True).start()
 
 def run_grid(cells:Iterable[dict], # grid cells (e.g. from `grid_cells`)
              fn:Callable[[dict, Path], Any], # called as fn(cell, cell_dir); raise to fail the cell
@@ -159,7 +184,7 @@ def run_grid(cells:Iterable[dict], # grid cells (e.g. from `grid_cells`)
     if n == 1:
         for c, i in todo: record(i, *_run_cell(fn, c, out_dir/i))
     else:
-        with ProcessPoolExecutor(max_workers=n) as ex:
+        with ProcessPoolExecutor(max_workers=n, initializer=_end_with_parent, initargs=(os.getpid(),)) as ex:
             futs = {ex.submit(_run_cell, fn, c, out_dir/i): i for c, i in todo}
             for f in as_completed(futs):
                 try: record(futs[f], *f.result())

@@ -13,10 +13,10 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 import torchio as tio
 from .core import (Ssl3dError, DataError, atomic_write, save_json, load_json, config_to_dict, update_config,
-                        pick_device, register_command)
+                        pick_device, register_command, check_writable, remove_stale_tmp)
 from .data import (discover_dataset, load_dataset, validate_subjects, preprocessing, make_splits, save_splits,
                         load_splits, label_subset, select_subjects, PatchDataset)
-from .models import build_backbone, SegmentationNet, monai_resnet_kwargs, encoder_to_monai
+from .models import build_backbone, SegmentationNet, monai_resnet_kwargs, encoder_to_monai, BACKBONE_PRESETS
 from .losses import dice_ce_loss
 from .transforms import finetune_augmentation
 from .train import Trainer, train_config, save_checkpoint, load_checkpoint, provenance
@@ -55,6 +55,7 @@ class FinetuneConfig:
     ce_weight: float = 1.0  # weight of the cross-entropy term
     load_decoder: bool = True  # also load a pretrained decoder when the checkpoint has one
     allow_shape_mismatch: bool = False  # skip (and report) shape-mismatched weights instead of failing
+    allow_missing_keys: bool = False  # fine-tune even when the checkpoint lacks some expected weights (reported)
     eval_every: int = 0  # steps between validation passes (0: steps // 4, at least 10); checkpoints follow it
     val_overlap: float = 0.25  # sliding-window overlap of the validation passes
     overlap: float = 0.5  # sliding-window overlap of the final evaluation
@@ -71,6 +72,9 @@ class FinetuneConfig:
             if int(getattr(self, k)) < 1: raise Ssl3dError(f"FinetuneConfig.{k}={getattr(self, k)} must be >= 1")
         if self.modality not in ('auto', 'ct', 'mr'): raise Ssl3dError(f"FinetuneConfig.modality={self.modality!r}; choose auto, ct or mr")
         if not 0 <= self.flip_p <= 1: raise Ssl3dError(f"FinetuneConfig.flip_p={self.flip_p}: must be in [0, 1]")
+        if isinstance(self.backbone, str) and self.backbone not in BACKBONE_PRESETS:
+            raise Ssl3dError(f"FinetuneConfig.backbone={self.backbone!r} is not a backbone preset; choose one of {list(BACKBONE_PRESETS)} "
+                             "or a dict of build_backbone kwargs")
 
 #: fine-tuning presets: name -> `FinetuneConfig` overrides
 FINETUNE_PRESETS = {
@@ -152,7 +156,8 @@ def build_segmentation_model(init:str|Path|None, # 'none'/None (random) or a pre
                              backbone:str|dict='cpu-small', # random init: preset or build_backbone kwargs
                              load_decoder:bool=True, # load the checkpoint's decoder when it has one
                              allow_shape_mismatch:bool=False, # skip shape-mismatched weights (reported)
-                             in_channels:int|None=None, # image channels (random init; None: backbone's default)
+                             in_channels:int|None=None, # image channels of the data (None: the backbone's / checkpoint's)
+                             allow_missing_keys:bool=False, # fine-tune even when expected weights are absent (reported)
                             ) -> tuple: # (SegmentationNet, info dict with 'backbone', 'load_report', 'init_provenance')
     "A `SegmentationNet` with a fresh head, from a pretrained checkpoint's encoder (+ decoder) or random weights."
     if init is None or str(init).lower() in ('none', 'random', ''):
@@ -170,12 +175,19 @@ def build_segmentation_model(init:str|Path|None, # 'none'/None (random) or a pre
     if not isinstance(prov.get('backbone'), dict):
         raise Ssl3dError(f"{path}: provenance has no 'backbone' (the build_backbone kwargs); cannot rebuild the network")
     kw = dict(prov['backbone'])
+    if in_channels is not None and int(kw.get('in_channels', 1)) != int(in_channels):
+        raise Ssl3dError(f"{path}: the pretrained network takes {kw.get('in_channels', 1)} input channel(s) but the data has "
+                         f"{in_channels}; pretrain on data with the same channels")
     net = SegmentationNet(*build_backbone(**kw), n_classes)
     state = {f'encoder.{k}': v for k, v in tr['encoder'].items()}
     expected = ['encoder.']
     if load_decoder and isinstance(tr.get('decoder'), dict):
         state.update({f'decoder.{k}': v for k, v in tr['decoder'].items()}); expected.append('decoder.')
     rep = load_with_report(net, state, expected, allow_shape_mismatch, source=str(path))
+    if rep.missing and not allow_missing_keys:
+        n_exp = len(rep.missing) + len(rep.loaded) + len(rep.mismatched)
+        raise Ssl3dError(f"{path}: {len(rep.missing)} of {n_exp} expected weights are missing from the checkpoint, e.g. "
+                         f"{rep.missing[0]}; use allow_missing_keys=True (--allow-missing-keys) to fine-tune them from random init")
     return net, dict(backbone=kw, load_report=rep, init_provenance=prov, init=str(path))
 
 # %% ../nbs/70_finetune.ipynb 19
@@ -217,6 +229,10 @@ def ensure_splits(data:str|Path, # dataset folder (or manifest)
     ids = [c['id'] for c in discover_dataset(data, split='training')['cases']]
     if not ids: raise DataError(f"{data}: no labelled training cases to split")
     splits = make_splits(ids, seed=seed, fractions=tuple(fractions))
+    for part, f in (('val', fractions[1]), ('test', fractions[2])):
+        if not splits[part] and f > 0:
+            warnings.warn(f"{data}: {len(ids)} labelled cases leave the {part} split empty with fractions {tuple(fractions)}; "
+                          f"{math.ceil(1 / f - 1e-9)} cases give it one" + (" (best.pt will be the last validation pass)" if part == 'val' else ''))
     try: save_splits(splits, path)
     except OSError:
         if fallback_dir is None: raise
@@ -306,8 +322,11 @@ def load_segmentation_model(path:str|Path, # best.pt / last.pt of a fine-tuning 
     if ck.get('format') != SEG_FORMAT:
         raise Ssl3dError(f"{path}: not a fine-tuned segmentation checkpoint (format {ck.get('format')!r}); "
                          "pass the best.pt of a `ssl3d finetune` run")
+    miss = [k for k in ('backbone', 'n_classes', 'model', 'preprocessing', 'patch_size') if k not in ck]
+    if miss: raise Ssl3dError(f"{path}: incomplete segmentation checkpoint: no {', '.join(miss)}")
     net = SegmentationNet(*build_backbone(**ck['backbone']), ck['n_classes'])
-    net.load_state_dict(ck['model'])
+    try: net.load_state_dict(ck['model'])
+    except RuntimeError as e: raise Ssl3dError(f"{path}: the weights do not fit the network it describes ({str(e).splitlines()[0]})") from e
     meta = {k: v for k, v in ck.items() if k != 'model'}
     meta['transform'], meta['path'] = _seg_transform(meta), str(path)
     return net.to(pick_device(device)).eval(), meta
@@ -315,6 +334,7 @@ def load_segmentation_model(path:str|Path, # best.pt / last.pt of a fine-tuning 
 # %% ../nbs/70_finetune.ipynb 41
 def _val_volumes(subjects, transform):
     out = []
+    if not subjects: return out  # no validation case (tiny dataset): tio.SubjectsDataset refuses an empty list
     for s in tio.SubjectsDataset(list(subjects), transform=transform):
         out.append((s['id'], s['image'].data.float(), s['label'].data.long()[0], spacing_from_affine(s['image'].affine)))
     return out
@@ -336,6 +356,39 @@ def _seg_meta(net, info, cfg, K, names, modality, step, val_dice, splits, prov, 
                 splits={k: splits[k] for k in ('train', 'val', 'test', 'seed')}, provenance=prov)
 
 # %% ../nbs/70_finetune.ipynb 42
+def _check_channels(backbone:dict, rows:list, model, data):
+    "The network's input channels must equal the data's (a conv would fail, or worse, broadcast)."
+    want, have = int((backbone or {}).get('in_channels', 1)), int(rows[0]['channels'])
+    if want != have: raise Ssl3dError(f"{model}: the model takes {want} input channel(s) but {rows[0]['image']} ({data}) has {have}")
+
+def _file_fingerprint(path) -> str:
+    "SHA-256 of a file's bytes (the identity of an init checkpoint, whatever its path)."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while chunk := f.read(1 << 24): h.update(chunk)
+    return h.hexdigest()
+
+_RUN_IDENTITY = ('init_fingerprint', 'label_fraction', 'seed', 'preset', 'config', 'dataset_fingerprint')
+
+def _same_finetune_run(out:Path, ident:dict):
+    "Refuse to continue (or overwrite the record of) a different run in `out`: another init, fraction, seed, data or config."
+    rec, cfgp = out/'finetune.json', out/'config.json'
+    prov = load_json(cfgp).get('provenance', {}) if cfgp.exists() else {}
+    if cfgp.exists() and prov.get('method') != 'finetune':
+        raise Ssl3dError(f"{out}: holds a {prov.get('method', 'non-fine-tuning')!r} run, not a fine-tuning run; use another --out")
+    if rec.exists(): old = load_json(rec)
+    elif cfgp.exists(): old = {**prov, 'config': prov.get('config')}
+    else:
+        left = sorted(p.name for p in out.glob('*.pt'))
+        if left: raise Ssl3dError(f"{out}: holds checkpoints ({', '.join(left)}) but no finetune.json; use another --out")
+        return
+    plain = json.loads(json.dumps(ident, default=str))
+    diff = [k for k in _RUN_IDENTITY if k in old and k in plain and json.dumps(old[k], sort_keys=True) != json.dumps(plain[k], sort_keys=True)]
+    if diff:
+        show = lambda v: (str(v)[:12] + '…') if isinstance(v, str) and len(v) > 16 else (v if not isinstance(v, dict) else '{…}')
+        what = '; '.join(f"{k} {show(old[k])} there, {show(plain[k])} now" for k in diff)
+        raise Ssl3dError(f"{out}: holds a different fine-tuning run ({what}); use another --out (or delete the folder to start over)")
+
 def _check_window(init_provenance:dict|None, hu_range, modality:str):
     "Warn when a pretrained encoder saw CT intensities through another HU window than fine-tuning will use."
     pre = ((init_provenance or {}).get('data') or {}).get('hu_range', [-1000.0, 1000.0] if init_provenance else None)
@@ -361,25 +414,34 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
     "Fine-tune a segmentation network from `init` on a label fraction of `data`; returns the best checkpoint."
     t0 = time.time()
     cfg = finetune_config(preset, **{**(overrides or {}), **({} if steps is None else dict(steps=int(steps)))})
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    out = check_writable(out_dir)
+    ipath = None if init is None or str(init).lower() in ('none', 'random', '') else Path(init)
+    if ipath is not None and ipath.is_dir(): ipath = ipath/'final.pt'
+    if ipath is not None and not ipath.is_file(): raise Ssl3dError(f"{ipath}: init checkpoint not found")
     splits, spath = ensure_splits(data, seed, splits_file, cfg.split_fractions, fallback_dir=out)
     lab_ids = label_subset(splits['train'], label_fraction, seed)
     settings = dict(data=str(Path(data).resolve()), init=str(init), label_fraction=float(label_fraction), seed=int(seed),
-                    preset=preset, config=config_to_dict(cfg), splits_file=str(spath), labelled_ids=lab_ids)
+                    preset=preset, config=config_to_dict(cfg), splits_file=str(spath), labelled_ids=lab_ids,
+                    init_fingerprint=None if ipath is None else _file_fingerprint(ipath))
     done = out/'finetune.json'
     if done.exists() and (out/'best.pt').exists():
         old = load_json(done)
         if old.get('finished') and all(old.get(k) == v for k, v in json.loads(json.dumps(settings)).items()):
             if verbose: print(f"{out}: finished run found (best val Dice {old.get('best_val_dice')}); skipping")
             return out/'best.pt'
+    _same_finetune_run(out, settings)  # a different run in `out`: refused now, before the data is read
     info = dataset_info(data)
     K, names = info['n_classes'], info['class_names']
     modality = info['modality'] if cfg.modality == 'auto' else cfg.modality
     subjects = load_dataset(data, split='training', validate=False)
     train_s, val_s = select_subjects(subjects, lab_ids), select_subjects(subjects, splits['val'])
-    validate_subjects(train_s + val_s, label_values=range(K))
+    vrows = validate_subjects(train_s + val_s, label_values=range(K))
+    fp = dataset_fingerprint(train_s + val_s)
+    _same_finetune_run(out, {**settings, 'dataset_fingerprint': fp})
     torch.manual_seed(seed)
-    net, minfo = build_segmentation_model(init, K, cfg.backbone, cfg.load_decoder, cfg.allow_shape_mismatch)
+    net, minfo = build_segmentation_model(init, K, cfg.backbone, cfg.load_decoder, cfg.allow_shape_mismatch,
+                                          in_channels=vrows[0]['channels'], allow_missing_keys=cfg.allow_missing_keys)
+    save_json({**settings, 'dataset_fingerprint': fp, 'finished': False}, done)  # the run's identity, before any other file
     arch = architecture_fingerprint(net, cfg.patch_size)   # the network compared: comparisons refuse mixed fingerprints
     save_json(arch, out/'architecture.json')
     if minfo['load_report'] is not None:
@@ -395,8 +457,7 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
     vols = _val_volumes(val_s, transform)
     prov = dict(method='finetune', init=str(init), init_method=(minfo['init_provenance'] or {}).get('method', 'none'),
                 init_provenance=minfo['init_provenance'], config=config_to_dict(cfg), label_fraction=float(label_fraction),
-                seed=int(seed), dataset_fingerprint=dataset_fingerprint(train_s + val_s), dataset=info['name'],
-                architecture=arch['hash'])
+                seed=int(seed), dataset_fingerprint=fp, dataset=info['name'], architecture=arch['hash'])
     every = cfg.eval_every or max(min(cfg.steps, 10), cfg.steps // 4)
     tcfg = train_config(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                         schedule=cfg.schedule, warmup=cfg.warmup, device=device, num_workers=cfg.num_workers,
@@ -421,7 +482,8 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
     save_checkpoint(out/'last.pt', **_seg_meta(net, minfo, cfg, K, names, modality, trainer.step, float('nan'), splits,
                                                trainer.provenance, 'last'))
     best = load_checkpoint(best_path)
-    save_json({**settings, 'finished': True, 'best_val_dice': best['val_dice'], 'best_step': best['step'], 'architecture': arch['hash'],
+    save_json({**settings, 'dataset_fingerprint': fp, 'finished': True, 'best_val_dice': best['val_dice'], 'best_step': best['step'],
+               'architecture': arch['hash'],
                'seconds': round(time.time() - t0, 1)}, done)
     if verbose: print(f"fine-tuned {cfg.steps} steps on {len(lab_ids)} labelled volume(s) in {time.time() - t0:.0f} s; "
                       f"best val Dice {best['val_dice']:.3f} at step {best['step']} → {best_path}")
@@ -437,7 +499,8 @@ def _eval_subjects(data, split, meta, splits_file):
     else:
         sp = load_splits(splits_file) if splits_file is not None else meta.get('splits')
         if not sp: raise Ssl3dError(f"split={split!r}: the checkpoint records no split; pass splits_file")
-        try: subs = select_subjects(load_dataset(data, split='training', validate=False), sp[split])
+        subs = load_dataset(data, split='training', validate=False)
+        try: subs = select_subjects(subs, sp[split])
         except DataError as e:
             raise DataError(f"{e}; the model's split does not match {data}: use split='msd-test' or 'all', or pass splits_file") from None
     subs = [s for s in subs if 'label' in s]
@@ -457,9 +520,11 @@ def evaluate_model(model:str|Path, # fine-tuned checkpoint (best.pt) or its run 
                    metrics:tuple|None=None, # metrics to score (None: Dice, IoU, HD95, NSD; add 'miss' to count missed classes)
                   ) -> list: # tidy rows (volume, class, metric, value)
     "Predict a split in each volume's own grid, score Dice/IoU/HD95/NSD and write metrics and predictions."
+    check_writable(out_dir); remove_stale_tmp(Path(out_dir)/'predictions')  # left by a killed evaluation
     net, meta = load_segmentation_model(model, device=device)
     subs = _eval_subjects(data, split, meta, splits_file)
-    validate_subjects(subs, label_values=range(meta['n_classes']))
+    vrows = validate_subjects(subs, label_values=range(meta['n_classes']), label_source=f"the model {meta['path']} knows classes")
+    _check_channels(meta['backbone'], vrows, meta['path'], data)
     out, rows = Path(out_dir), []
     ov = meta.get('overlap', 0.5) if overlap is None else overlap
     for s in subs:
@@ -485,16 +550,20 @@ def _encoder_from(path) -> tuple:
         kw, prov, state = ck['provenance']['backbone'], ck['provenance'], ck['transfer']['encoder']
     else: raise Ssl3dError(f"{path}: neither a fine-tuned (best.pt) nor a pretrained (final.pt with transfer and provenance) checkpoint")
     enc, _ = build_backbone(**kw)
-    enc.load_state_dict(state, strict=True)
+    try: enc.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        own = set(enc.state_dict())
+        raise Ssl3dError(f"{path}: incomplete or foreign encoder weights: {len(own - set(state))} of {len(own)} missing, "
+                         f"{len(set(state) - own)} unexpected ({str(e).splitlines()[0]})") from e
     return enc, prov, path
 
 def export_encoder_monai(ckpt:str|Path, # pretrained final.pt or fine-tuned best.pt (or a run folder)
                          path:str|Path # output .pt (a JSON with network and kwargs is written beside it)
                         ) -> Path: # the state-dict file written
     "Export a checkpoint's encoder as a state dict for MONAI's ResNet, with a JSON of the constructor kwargs."
+    path = Path(path); check_writable(path.parent)
     enc, prov, src = _encoder_from(ckpt)
     kw = monai_resnet_kwargs(enc)
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, **encoder_to_monai(enc))
     save_json(dict(network=f"monai.networks.nets.resnet{enc.depth}", kwargs=kw, source=str(src),
                    note="feature extractor: load with strict=True; forward() returns globally pooled C5 features",
@@ -520,11 +589,12 @@ def _cfg_finetune(p):
     p.add_argument('--seed', type=int, default=0, help='split, subset and training seed')
     p.add_argument('--steps', type=int, default=None, help="optimizer steps (default: the preset's)")
     p.add_argument('--preset', default='cpu-small', choices=sorted(FINETUNE_PRESETS))
-    p.add_argument('--out', required=True, help='run folder (resumed when it exists)')
+    p.add_argument('--out', required=True, help='run folder (resumed when it holds the same run; another run there is refused)')
     p.add_argument('--device', default='auto')
     p.add_argument('--splits', default=None, help='split file shared by compared runs (default DATA/ssl3d_splits/seed{S}.json)')
     p.add_argument('--no-decoder', action='store_true', help="do not load the checkpoint's decoder")
     p.add_argument('--allow-shape-mismatch', action='store_true', help='skip (and report) weights whose shapes differ')
+    p.add_argument('--allow-missing-keys', action='store_true', help='fine-tune even when the checkpoint lacks expected weights (reported)')
     p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='further FinetuneConfig fields (JSON values)')
 
 def _parse_set(items) -> dict:
@@ -538,7 +608,8 @@ def _parse_set(items) -> dict:
 
 def _run_finetune(a):
     ov = dict(_parse_set(a.set), **({'load_decoder': False} if a.no_decoder else {}),
-              **({'allow_shape_mismatch': True} if a.allow_shape_mismatch else {}))
+              **({'allow_shape_mismatch': True} if a.allow_shape_mismatch else {}),
+              **({'allow_missing_keys': True} if a.allow_missing_keys else {}))
     finetune(a.data, a.init, a.out, a.label_fraction, a.seed, a.preset, a.steps, a.device, a.splits, ov)
     return 0
 

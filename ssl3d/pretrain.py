@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchio as tio
-from .core import Ssl3dError, DataError, config_to_dict, update_config, load_json, register_command, seed_everything
+from .core import Ssl3dError, DataError, config_to_dict, update_config, load_json, register_command, seed_everything, check_writable
 from .data import discover_dataset, load_dataset, preprocessing, load_splits
 from .methods.core import METHODS, PretextDataset, build_method
 import ssl3d.methods.vectorpose, ssl3d.methods.models_genesis  # register the methods defined by this project's notebooks
@@ -80,6 +80,10 @@ def pretrain_subjects(data, # dataset folder / dataset.json / CSV manifest (anyt
     hu_range = tuple(float(v) for v in hu_range)
     if len(hu_range) != 2 or not hu_range[0] < hu_range[1]: raise Ssl3dError(f"hu_range={hu_range}: need (low, high) with low < high")
     tr = preprocessing(mod, spacing=spacing, hu_range=hu_range)
+    sps = sorted({tuple(round(float(v), 2) for v in s['image'].spacing) for s in subjects})
+    if spacing is None and len(sps) > 1:
+        warnings.warn(f"{data}: the pretraining pool mixes {len(sps)} voxel spacings (e.g. {list(sps[0])} and {list(sps[-1])} mm) "
+                      "and spacing=None keeps each native grid; pass spacing (--spacing SX SY SZ) to resample them to one")
     out = []
     for s in subjects:
         p = tr(tio.Subject(image=s['image'], id=s['id'], split=s.get('split', 'training')))
@@ -133,6 +137,7 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest
              hu_range:tuple=(-1000, 1000) # CT window mapped to [0, 1] (use the same when fine-tuning)
             ) -> Path: # path of final.pt
     "Pretrain `method` on the images of `data` and return the path of the run's `final.pt`."
+    check_writable(out_dir, 'run folder')  # before minutes of loading
     if method not in METHODS: _load_method_modules()  # e.g. 'pgl' when only vectorpose was imported
     cls = METHODS.get(method)
     dp = PRETRAIN_DATA_PRESETS.get(preset, PRETRAIN_DATA_PRESETS['cpu-small'])

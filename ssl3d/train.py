@@ -13,7 +13,7 @@ from torch import nn, Tensor
 import torch.distributed as dist
 import ssl3d
 from .core import (Ssl3dError, atomic_write, save_json, config_to_dict, update_config, pick_device,
-                        seed_everything)
+                        seed_everything, check_writable, remove_stale_tmp)
 from .methods.core import collate as default_collate
 
 # %% auto 0
@@ -225,6 +225,9 @@ def _fit(self:Trainer,
     cfg = self.config
     self._setup_distributed()
     try:
+        if self.rank == 0:
+            check_writable(self.out_dir, 'run folder')
+            for p in remove_stale_tmp(self.out_dir): warnings.warn(f"{p}: removed a temporary file left by an interrupted save")
         self._build()
         start = self._resume() if resume and self.checkpoint_path.exists() else self._fresh()
         if self.rank == 0: save_json({'train': config_to_dict(cfg), 'provenance': self.provenance, 'world_size': self.world}, self.config_path)
