@@ -6,12 +6,14 @@
 2. Region proposals on a 128³ phantom: per-slice 2D Felzenszwalb (`'slicewise'`, the paper's) vs 3D SLIC
    supervoxels (`'slic3d'`): seconds, regions, regions per second.
 3. One LRC training step (forward, backward, AdamW step, `after_step`) vs one step of its global branch alone
-   (MoCo v2, BYOL, SimSiam; the same config) on the same phantom batch, `cpu-small` presets, batch 4.
+   (MoCo v2, BYOL, SimSiam; the same config) on the same phantom batch, `cpu-small` presets (optionally with the
+   paper's ResNet-50), batch 4, with the 1×1×1 and the 3×3×3 feature convolution.
 
 Each timing is the median of `--rounds` rounds after a warm-up, every variant once per round (load changes on a
 shared machine hit all alike). Run by hand:
 
     python benchmarks/bench_lrc.py [--rounds 3] [--device cpu] [--skip-elastic] [--skip-regions] [--skip-step]
+                                   [--backbone tiny|paper] [--batch 4] [--globals moco,byol,simsiam]
 """
 import argparse, sys, time
 from pathlib import Path
@@ -65,22 +67,21 @@ def bench_regions(subj, rounds):
     print(f"   slic3d / slicewise: time {s3 / s2:.2f}x, regions/s {(k3 / s3) / (k2 / s2):.2f}x")
 
 
-def bench_step(rounds, device, batch=4):
-    from ssl3d.data import preprocessing
+def bench_step(rounds, device, batch=4, backbone='tiny', globals_=('moco', 'byol', 'simsiam')):
     prep = preprocessing('ct', hu_range=(-160, 240))
     subjects = [prep(make_phantom(seed=s, shape=(96, 96, 48))) for s in range(4)]
-    print(f"\n3. one training step, cpu-small presets (64×64×16 views), batch {batch}, device {device}")
-    print(f"   {'global':8s} {'alone ms':>9s} {'+LRC ms':>9s} {'ratio':>6s}   {'+LRC k=1 ms':>11s} {'ratio':>6s}")
-    for g in ('moco', 'byol', 'simsiam'):
+    print(f"\n3. one training step, cpu-small presets with backbone {backbone!r} (64×64×16 views), batch {batch}, device {device}")
+    print(f"   {'global':8s} {'alone ms':>9s} {'+LRC k=1 ms':>11s} {'ratio':>6s}   {'+LRC k=3 ms':>11s} {'ratio':>6s}")
+    for g in globals_:
         torch.manual_seed(0)
-        lrc = build_method('lrc', {'global_method': g}, preset='cpu-small').to(device)
-        lrc1 = build_method('lrc', {'global_method': g, 'feature_kernel': 1}, preset='cpu-small').to(device)
+        lrc = build_method('lrc', {'global_method': g, 'backbone': backbone, 'feature_kernel': 3}, preset='cpu-small').to(device)
+        lrc1 = build_method('lrc', {'global_method': g, 'backbone': backbone, 'feature_kernel': 1}, preset='cpu-small').to(device)
         alone = METHODS.get(g)(_branch_config(lrc.config)).to(device)
         ds = PretextDataset(subjects, lrc, samples_per_volume=2, seed=0)
         b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate([ds[i] for i in range(batch)]).items()}
         t = time_interleaved({'alone': method_step(alone, b), 'lrc': method_step(lrc, b), 'lrc1': method_step(lrc1, b)},
                              rounds, device)
-        print(f"   {g:8s} {t['alone']:9.0f} {t['lrc']:9.0f} {t['lrc'] / t['alone']:6.2f}   {t['lrc1']:11.0f} {t['lrc1'] / t['alone']:6.2f}")
+        print(f"   {g:8s} {t['alone']:9.0f} {t['lrc1']:11.0f} {t['lrc1'] / t['alone']:6.2f}   {t['lrc']:11.0f} {t['lrc'] / t['alone']:6.2f}")
 
 
 if __name__ == '__main__':
@@ -89,9 +90,11 @@ if __name__ == '__main__':
     p.add_argument('--device', default='cpu')
     p.add_argument('--skip-elastic', action='store_true'); p.add_argument('--skip-regions', action='store_true')
     p.add_argument('--skip-step', action='store_true')
+    p.add_argument('--backbone', default='tiny', help="step section: build_backbone preset ('tiny' = cpu-small, 'paper' = ResNet-50)")
+    p.add_argument('--batch', type=int, default=4); p.add_argument('--globals', default='moco,byol,simsiam')
     a = p.parse_args()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     if not (a.skip_elastic and a.skip_regions): subj = phantom_volume()
     if not a.skip_elastic: bench_elastic(subj, a.rounds)
     if not a.skip_regions: bench_regions(subj, a.rounds)
-    if not a.skip_step: bench_step(a.rounds, pick_device(a.device))
+    if not a.skip_step: bench_step(a.rounds, pick_device(a.device), a.batch, a.backbone, a.globals.split(','))

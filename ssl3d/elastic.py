@@ -13,8 +13,8 @@ from torchio.transforms.augmentation import RandomTransform
 from .core import Ssl3dError
 
 # %% auto 0
-__all__ = ['bspline_basis', 'dense_displacement', 'random_control_points', 'warp_grid', 'elastic_warp', 'drop_vanished',
-           'ElasticWarp', 'RandomElasticWarp']
+__all__ = ['bspline_basis', 'dense_displacement', 'random_control_points', 'identity_grid', 'warp_grid', 'sampling_grid',
+           'elastic_warp', 'drop_vanished', 'ElasticWarp', 'RandomElasticWarp']
 
 # %% ../nbs/13_elastic.ipynb 7
 def bspline_basis(size:int, # output voxels along the axis
@@ -40,10 +40,8 @@ def dense_displacement(control_points:Tensor, # (nx, ny, nz, 3) displacements at
     if c.ndim != 4 or c.shape[-1] != 3: raise Ssl3dError(f"dense_displacement: control_points must be (nx, ny, nz, 3), got {tuple(c.shape)}")
     c = c.float() if not c.is_floating_point() else c
     bx, by, bz = (bspline_basis(int(s), int(n), c.dtype, c.device) for s, n in zip(shape, c.shape[:3]))
-    c = torch.tensordot(bx, c, dims=([1], [0]))                           # (X, ny, nz, 3)
-    c = torch.tensordot(by, c, dims=([1], [1])).transpose(0, 1)            # (X, Y, nz, 3)
-    c = torch.tensordot(bz, c, dims=([1], [2])).permute(1, 2, 0, 3)        # (X, Y, Z, 3)
-    return c.permute(3, 0, 1, 2).contiguous()
+    c = torch.einsum('abkc,xa,yb->cxyk', c, bx, by)                        # (3, X, Y, nz): small
+    return (c.reshape(-1, c.shape[-1]) @ bz.T).view(3, *(int(s) for s in shape))   # one matmul writes the big array
 
 # %% ../nbs/13_elastic.ipynb 11
 def _triple(v, name, cast=float):
@@ -70,31 +68,63 @@ def random_control_points(num_control_points=7, # control points per axis, int o
     return c.to(device)
 
 # %% ../nbs/13_elastic.ipynb 14
+_IDENTITY = {}
+
+def identity_grid(shape:tuple, # (X, Y, Z)
+                  dtype=torch.float32, device=None
+                 )->Tensor: # (1, X, Y, Z, 3) grid_sample coordinates of the voxel centres (cached, do not modify)
+    "The identity `grid_sample` grid (last axis in (Z, Y, X) order, `align_corners=False`)."
+    key = (tuple(int(s) for s in shape), dtype, str(device))
+    if key not in _IDENTITY:
+        if len(_IDENTITY) >= 4: _IDENTITY.pop(next(iter(_IDENTITY)))
+        X, Y, Z = key[0]
+        base = [(2 * (torch.arange(n, dtype=dtype, device=device) + 0.5) / n - 1) for n in (X, Y, Z)]
+        g = torch.empty(1, X, Y, Z, 3, dtype=dtype, device=device)
+        g[..., 0], g[..., 1], g[..., 2] = base[2], base[1][:, None], base[0][:, None, None]
+        _IDENTITY[key] = g
+    return _IDENTITY[key]
+
 def warp_grid(displacement:Tensor # (3, X, Y, Z) voxels
              )->Tensor: # (1, X, Y, Z, 3) grid_sample grid (last axis in (Z, Y, X) order)
     "`grid_sample` coordinates of `x + u(x)` for every voxel centre x."
-    S = displacement.shape[1:]
-    axes = [torch.arange(s, dtype=displacement.dtype, device=displacement.device) for s in S]
-    pos = torch.stack(torch.meshgrid(*axes, indexing='ij')) + 0.5 + displacement
-    scale = torch.tensor(S, dtype=displacement.dtype, device=displacement.device).view(3, 1, 1, 1)
-    return (2 * pos / scale - 1).flip(0).permute(1, 2, 3, 0)[None]
+    S = tuple(displacement.shape[1:])
+    scale = (2 / torch.tensor(S, dtype=displacement.dtype, device=displacement.device)).view(3, 1, 1, 1)
+    return identity_grid(S, displacement.dtype, displacement.device) + (displacement * scale).flip(0).permute(1, 2, 3, 0)[None]
+
+def sampling_grid(control_points:Tensor, # (nx, ny, nz, 3) displacements at the control points, voxels
+                  shape:tuple # (X, Y, Z) of the image
+                 )->Tensor: # (1, X, Y, Z, 3) = warp_grid(dense_displacement(control_points, shape)), faster
+    "The `grid_sample` grid of a control grid, built without the intermediate (3, X, Y, Z) field."
+    c = torch.as_tensor(control_points)
+    c = c.float() if not c.is_floating_point() else c
+    S = tuple(int(v) for v in shape)
+    bx, by, bz = (bspline_basis(s, int(n), c.dtype, c.device) for s, n in zip(S, c.shape[:3]))
+    scale = 2 / torch.tensor(S, dtype=c.dtype, device=c.device)
+    c = (torch.einsum('abkc,xa,yb->xykc', c, bx, by) * scale).flip(-1)             # (X, Y, nz, 3) in grid units, (Z, Y, X) order
+    nz = c.shape[2]
+    W = torch.einsum('zk,ij->kizj', bz, torch.eye(3, dtype=c.dtype, device=c.device)).reshape(nz * 3, S[2] * 3)
+    return (c.reshape(S[0] * S[1], nz * 3) @ W).view(1, *S, 3) + identity_grid(S, c.dtype, c.device)
 
 def _sample(t:Tensor, grid:Tensor, mode:str, fill:float)->Tensor:
     "Sample (C, X, Y, Z) at the grid; `fill` outside the volume."
-    x = t[None].to(grid.dtype) - fill
-    return F.grid_sample(x, grid, mode=mode, padding_mode='zeros', align_corners=False)[0] + fill
+    x = t[None].to(grid.dtype)
+    if fill == 0: return F.grid_sample(x, grid, mode=mode, padding_mode='zeros', align_corners=False)[0]
+    return F.grid_sample(x - fill, grid, mode=mode, padding_mode='zeros', align_corners=False)[0] + fill
 
 def elastic_warp(image:Tensor|None, # (C, X, Y, Z) float image, or None
                  regions:Tensor|None=None, # (X, Y, Z) integer region/label map (ids >= 0), or None
                  displacement:Tensor|None=None, # (3, X, Y, Z) field in voxels (`dense_displacement`)
                  image_fill:float|None=None, # image value pulled from outside (None: the image's minimum)
                  region_fill:int=-1, # map value pulled from outside
+                 grid:Tensor|None=None, # instead of `displacement`: a (1, X, Y, Z, 3) grid (`sampling_grid`)
                 )->tuple: # (warped image or None, warped map (int64) or None)
     "Warp an image (linear) and its region map (nearest) with the same displacement field."
-    if displacement is None or displacement.ndim != 4 or displacement.shape[0] != 3:
-        raise Ssl3dError(f"elastic_warp: displacement must be (3, X, Y, Z), got {None if displacement is None else tuple(displacement.shape)}")
-    S = tuple(displacement.shape[1:])
-    grid = warp_grid(displacement.float())
+    if grid is None:
+        if displacement is None or displacement.ndim != 4 or displacement.shape[0] != 3:
+            raise Ssl3dError(f"elastic_warp: displacement must be (3, X, Y, Z), got {None if displacement is None else tuple(displacement.shape)}")
+        grid = warp_grid(displacement.float())
+    elif grid.ndim != 5 or grid.shape[0] != 1 or grid.shape[-1] != 3: raise Ssl3dError(f"elastic_warp: grid must be (1, X, Y, Z, 3), got {tuple(grid.shape)}")
+    S = tuple(grid.shape[1:4])
     out_img = out_reg = None
     if image is not None:
         if image.ndim != 4 or tuple(image.shape[1:]) != S: raise Ssl3dError(f"elastic_warp: image {tuple(image.shape)} does not match the field {S}")
@@ -134,15 +164,19 @@ class ElasticWarp(tio.SpatialTransform):
 
     def apply_transform(self, subject:tio.Subject)->tio.Subject:
         subject.check_consistent_spatial_shape()
+        grids = {}
         for image in self.get_images(subject):
             data = image.data
-            cp = self.control_points.to(data.device) / torch.tensor(image.spacing, dtype=torch.float32, device=data.device)
-            u = dense_displacement(cp, tuple(data.shape[1:]))
+            key = (tuple(image.spacing), str(data.device))
+            if key not in grids:   # one grid per spacing (usually one for the whole subject)
+                cp = self.control_points.to(data.device) / torch.tensor(image.spacing, dtype=torch.float32, device=data.device)
+                grids[key] = sampling_grid(cp, tuple(data.shape[1:]))
+            g = grids[key]
             if isinstance(image, tio.LabelMap):
-                out = torch.stack([elastic_warp(None, ch.long(), u, region_fill=int(ch.min()))[1] for ch in data])
+                out = torch.stack([elastic_warp(None, ch.long(), grid=g, region_fill=int(ch.min()))[1] for ch in data])
                 image.set_data(out.to(data.dtype))
             else:
-                image.set_data(elastic_warp(data.float(), None, u)[0].to(data.dtype))
+                image.set_data(elastic_warp(data.float(), None, grid=g)[0].to(data.dtype))
         return subject
 
 class RandomElasticWarp(RandomTransform, tio.SpatialTransform):

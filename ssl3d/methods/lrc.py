@@ -14,7 +14,7 @@ from ..core import Ssl3dError, DataError
 from ..geometry import ViewGeometry
 from ..models import build_backbone
 from ..regions import RegionConfig, RegionCache
-from ..elastic import random_control_points, dense_displacement, elastic_warp, drop_vanished
+from ..elastic import random_control_points, sampling_grid, elastic_warp, drop_vanished
 from .core import PretextMethod, register_method, method_config, METHODS
 from .two_view import TwoViewConfig, two_view_augmentation
 import ssl3d.methods.pgl, ssl3d.methods.moco, ssl3d.methods.simsiam  # the global branches  # noqa: F401
@@ -142,7 +142,7 @@ def lrc_pair(image:Tensor, # (C, X, Y, Z) preprocessed volume
     rq = torch.from_numpy(inv.reshape(size) - (1 if (rq < 0).any() else 0))
     g = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
     cp = random_control_points(cfg.num_control_points, cfg.max_displacement, spacing, cfg.locked_borders, generator=g)
-    xp, rp = elastic_warp(xq, rq, dense_displacement(cp, size))
+    xp, rp = elastic_warp(xq, rq, grid=sampling_grid(cp, size))
     rq, rp, kept = drop_vanished(rq, rp, cfg.min_region_voxels)
     if len(kept) > cfg.max_regions: kept = kept[torch.from_numpy(np.sort(rng.choice(len(kept), cfg.max_regions, replace=False)))]
     lut = torch.full((int(max(rq.max(), rp.max())) + 2,), -1, dtype=torch.long)
@@ -171,7 +171,7 @@ class LRC(PretextMethod):
     "Localized Region Contrast on a shared encoder, added to a global branch (MoCo v2, BYOL, SimSiam or none)."
     Config = LRCConfig
     PRESETS = {'cpu-small': dict(backbone='tiny', input_size=(64, 64, 16), branch_preset='cpu-small', max_regions=32,
-                                 max_displacement=20.0)}
+                                 max_displacement=20.0, feature_kernel=1)}
     TRAIN_PRESETS = {'cpu-small': dict(steps=100, batch_size=4, lr=1e-3, weight_decay=1e-4, warmup=10, log_every=10, ckpt_every=50),
                      'paper': dict(optimizer='adamw', lr=1e-4, weight_decay=1e-4, batch_size=16, steps=20000, schedule='cosine')}
 
@@ -218,16 +218,18 @@ class LRC(PretextMethod):
         "The local branch's raw 64-channel map: light decoder, then the feature convolution."
         return self.feature_head(self.decoder(feats, size=size))
 
-    def local_loss(self, f1:Tensor, f2:Tensor, # (B, D, X, Y, Z) local feature maps of the two views
-                   r1:Tensor, r2:Tensor # (B, X, Y, Z) region maps (ids 0..K-1, −1 none)
+    def local_loss(self, f1:Tensor, f2:Tensor, # (B, C, X, Y, Z) local feature maps of the two views
+                   r1:Tensor, r2:Tensor, # (B, X, Y, Z) region maps (ids 0..K-1, −1 none)
+                   head:bool=False # f1, f2 are decoder outputs: apply the 1×1×1 feature conv to the region means
                   )->tuple: # (loss averaged over images with >= 2 regions, mean K)
         "The localized contrastive loss of a batch: regions of each image contrasted among themselves."
         c, losses, ks = self.config, [], []
+        lin = (lambda m: F.linear(m, self.feature_head.weight.flatten(1), self.feature_head.bias)) if head else (lambda m: m)
         for b in range(f1.shape[0]):
             K = int(r1[b].max()) + 1
             ks.append(K)
             if K < 2: continue
-            q, p = region_means(f1[b], r1[b], c.n_samples, K), region_means(f2[b], r2[b], c.n_samples, K)
+            q, p = lin(region_means(f1[b], r1[b], c.n_samples, K)), lin(region_means(f2[b], r2[b], c.n_samples, K))
             losses.append(localized_contrastive_loss(q, p, c.tau, c.denominator, c.reduction, c.normalize, c.symmetric))
         loss = torch.stack(losses).mean() if losses else f1.sum() * 0
         return loss, float(np.mean(ks))
@@ -243,9 +245,10 @@ class LRC(PretextMethod):
             out = {f'global_{k}' if k != 'loss' else 'global': v.detach() for k, v in g.items()}
         else: g, feats = {'loss': 0.0}, [None, None]
         feats = [self.encoder(v) if f is None else f for f, v in zip(feats, (v1, v2))]
-        size = tuple(v1.shape[2:])
-        local, k = self.local_loss(self.local_features(feats[0], size), self.local_features(feats[1], size),
-                                   batch['regions1'], batch['regions2'])
+        size, r1, r2 = tuple(v1.shape[2:]), batch['regions1'], batch['regions2']
+        if self.config.feature_kernel == 1:   # exact shortcut: a 1×1×1 conv commutes with averaging over sampled voxels
+            local, k = self.local_loss(self.decoder(feats[0], size=size), self.decoder(feats[1], size=size), r1, r2, head=True)
+        else: local, k = self.local_loss(self.local_features(feats[0], size), self.local_features(feats[1], size), r1, r2)
         return {'loss': g['loss'] + self.config.local_weight * local, **out, 'local': local.detach(),
                 'regions': torch.tensor(k, device=local.device)}
 

@@ -12,6 +12,7 @@ from ..core import Ssl3dError
 from ..models import MLPHead
 from .core import register_method
 from .two_view import TwoViewConfig, TwoViewMethod
+from .moco import MoCo
 
 # %% auto 0
 __all__ = ['SimSiamConfig', 'SimSiamProjector', 'simsiam_loss', 'SimSiam']
@@ -49,10 +50,9 @@ class SimSiam(TwoViewMethod):
     "SimSiam: shared encoder + projector for both views, a predictor, stop-gradient, symmetric negative cosine."
     Config = SimSiamConfig
     PRESETS = {'cpu-small': dict(backbone='tiny', input_size=(64, 64, 16), hidden=256, out_dim=256, pred_hidden=64,
-                                 scale_range=(1.0, 1.1), min_overlap=0.8, flip_p=0.0)}
-    TRAIN_PRESETS = {'cpu-small': dict(steps=100, batch_size=4, lr=1e-2, weight_decay=1e-4, warmup=10, log_every=10, ckpt_every=50),
-                     'paper': dict(optimizer='sgd', lr=0.025, momentum=0.9, weight_decay=1e-4, batch_size=128, steps=7060,
-                                   schedule='cosine')}
+                                 **{k: MoCo.PRESETS['cpu-small'][k] for k in ('scale_range', 'min_overlap', 'flip_p')})}  # MoCo's milder views
+    TRAIN_PRESETS = {'cpu-small': {**MoCo.TRAIN_PRESETS['cpu-small'], 'steps': 100, 'lr': 1e-2, 'ckpt_every': 50},
+                     'paper': {**MoCo.TRAIN_PRESETS['paper'], 'lr': 0.025}}   # MoCo v2's SGD recipe at SimSiam's lr
 
     def __init__(self, config=None # a Config, a dict of overrides or None (paper defaults)
                 ):
