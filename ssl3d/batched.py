@@ -73,26 +73,34 @@ def views_from_patches(patches:torch.Tensor, # (B, C, *P) patches from `cut_patc
     return torch.stack(out).contiguous()
 
 # %% ../nbs/21_batched.ipynb 9
-def _pass(y, dim, w):
-    "Valid 3-tap correlation along `dim` with weights w (the axis shrinks by 2)."
+def _smooth(y, dim):
+    "16 × [3, 10, 3] correlation along `dim`, valid part (the axis shrinks by 2)."
     n = y.shape[dim]
-    a, b, c = (y.narrow(dim, i, n - 2) for i in range(3))
-    return (a * w[0] + c * w[2]) if w[1] == 0 else (a * w[0] + b * w[1] + c * w[2])
+    return torch.add(y.narrow(dim, 0, n - 2), y.narrow(dim, 2, n - 2)).mul_(3).add_(y.narrow(dim, 1, n - 2), alpha=10)
 
-_SMOOTH, _DIFF = (3 / 16, 10 / 16, 3 / 16), (-0.5, 0.0, 0.5)
+def _diff(y, dim):
+    "2 × [-1, 0, 1] correlation along `dim`, valid part."
+    n = y.shape[dim]
+    return torch.sub(y.narrow(dim, 2, n - 2), y.narrow(dim, 0, n - 2))
+
+def _scharr_one(y):
+    "Scharr magnitude of one replicate-padded (X+2, Y+2, Z+2) volume; the 1/16² and 1/2 factors applied once at the end."
+    sz = _smooth(y, 2)                                  # (X+2, Y+2, Z)
+    g = _diff(_smooth(sz, 1), 0).square_()              # d_x s_y s_z
+    g.add_(_diff(_smooth(sz, 0), 1).square_())          # s_x d_y s_z
+    g.add_(_diff(_smooth(_smooth(y, 0), 1), 2).square_())  # s_x s_y d_z
+    return g.sqrt_().mul_(1 / 512)
 
 def scharr_magnitude(x:torch.Tensor # (..., X, Y, Z) float volumes (any leading axes)
                     )->torch.Tensor: # |∇x|, same shape, as `ssl3d.targets.scharr3d`
-    "3D Scharr gradient magnitude by separable passes (replicate padding)."
+    "3D Scharr gradient magnitude by separable passes (replicate padding), one volume at a time (cache-friendly)."
     if x.ndim < 3: raise Ssl3dError(f"scharr_magnitude: expected (..., X, Y, Z), got shape {tuple(x.shape)}")
     if not x.is_floating_point(): x = x.float()
     shp = x.shape
-    y = F.pad(x.reshape(-1, 1, *shp[-3:]), (1,) * 6, mode='replicate')[:, 0]  # (N, X+2, Y+2, Z+2)
-    sz = _pass(y, 3, _SMOOTH)                         # (N, X+2, Y+2, Z)
-    gx = _pass(_pass(sz, 2, _SMOOTH), 1, _DIFF)       # d_x s_y s_z
-    gy = _pass(_pass(sz, 1, _SMOOTH), 2, _DIFF)       # s_x d_y s_z
-    gz = _pass(_pass(_pass(y, 1, _SMOOTH), 2, _SMOOTH), 3, _DIFF)  # s_x s_y d_z
-    return (gx * gx + gy * gy + gz * gz).sqrt().reshape(shp)
+    v = x.reshape(-1, 1, *shp[-3:])
+    out = torch.empty(v.shape[0], *shp[-3:], dtype=x.dtype, device=x.device)
+    for i in range(len(v)): out[i] = _scharr_one(F.pad(v[i:i + 1], (1,) * 6, mode='replicate')[0, 0])
+    return out.reshape(shp)
 
 def edge_targets(x:torch.Tensor, # (B, C, X, Y, Z) clean crops in [0, 1]
                  norm:str='max', # 'max' or 'fixed' (VP-A9), as `ssl3d.targets.edge_target`
@@ -101,8 +109,8 @@ def edge_targets(x:torch.Tensor, # (B, C, X, Y, Z) clean crops in [0, 1]
     "The BFR boundary targets of a batch (`edge_target` with separable Scharr)."
     if norm not in EDGE_NORMS: raise Ssl3dError(f"norm={norm!r}: must be one of {EDGE_NORMS}")
     g = scharr_magnitude(x)
-    if norm == 'fixed': return (g / (math.sqrt(3) / 2)).clamp(0, 1)
-    return g / (g.flatten(-3).amax(-1)[..., None, None, None] + eps)
+    if norm == 'fixed': return g.div_(math.sqrt(3) / 2).clamp_(0, 1)
+    return g.div_(g.flatten(-3).amax(-1)[..., None, None, None] + eps)
 
 # %% ../nbs/21_batched.ipynb 13
 def _coin(t): return torch.rand(1).item() <= t.probability  # TorchIO: skip when rand > probability
@@ -144,41 +152,59 @@ def shuffle_windows(shape, # (X, Y, Z)
 def _generator(device, seed):
     return torch.Generator(device=device).manual_seed(int(seed))
 
+_OFFSETS = {}
+
+def _offset_table(V, smax):
+    "Flat offsets of every voxel of every window shape up to `smax`, concatenated, and each shape's start in the table."
+    key = (tuple(V), tuple(int(s) for s in smax))
+    if key not in _OFFSETS:
+        start, tabs, pos = np.zeros([int(s) + 1 for s in smax], np.int64), [], 0
+        for sx in range(1, smax[0] + 1):
+            for sy in range(1, smax[1] + 1):
+                for sz in range(1, smax[2] + 1):
+                    lx, ly, lz = np.meshgrid(np.arange(sx), np.arange(sy), np.arange(sz), indexing='ij')
+                    tabs.append(((lx * V[1] + ly) * V[2] + lz).ravel()); start[sx, sy, sz] = pos; pos += sx * sy * sz
+        _OFFSETS[key] = (torch.from_numpy(np.concatenate(tabs)), start)
+    return _OFFSETS[key]
+
+def _shuffle_one(flat, V, seed, n_windows, max_fraction):
+    "Shuffle one (C, X·Y·Z) item; returns (dest, src) flat indices of the voxels that change hands."
+    dev = flat.device
+    size, start = shuffle_windows(V, seed, n_windows, max_fraction)
+    table, tstart = _offset_table(V, size.max(0))
+    nvox = size.prod(1)
+    per = np.stack([np.arange(len(size)), tstart[size[:, 0], size[:, 1], size[:, 2]] - (np.cumsum(nvox) - nvox),
+                    (start[:, 0] * V[1] + start[:, 1]) * V[2] + start[:, 2]], 1)
+    w, shift, base = torch.repeat_interleave(torch.from_numpy(per).to(dev), torch.from_numpy(nvox).to(dev), 0).unbind(1)
+    dest = base + table.to(dev)[torch.arange(len(w), device=dev) + shift]
+    bits = max(1, int(len(size) - 1).bit_length())
+    rb = 31 - bits  # random bits of the int32 sort key (w in the high bits); int64 keys when too few are left
+    g = _generator(dev, seed)
+    if rb >= 16: key = (w.int() << rb) | torch.randint(0, 1 << rb, (len(w),), generator=g, device=dev, dtype=torch.int32)
+    else: key = (w << 40) | torch.randint(0, 1 << 40, (len(w),), generator=g, device=dev)
+    src = dest[torch.sort(key).indices]                # a uniform random permutation inside each window
+    winner = torch.full((math.prod(V),), -1, dtype=torch.int64, device=dev).scatter_reduce_(0, dest, w, 'amax')
+    keep = winner[dest] == w                           # the last window covering a voxel wins it
+    return dest[keep], src[keep]
+
 def local_pixel_shuffle_batch(x:torch.Tensor, # (B, C, X, Y, Z)
                               params:torch.Tensor, # (B, 2) int64: (on, seed) from `mg_corruption_params`
                               n_windows:int=10_000, max_fraction:float=0.1 # as `local_pixel_shuffle`
                              )->torch.Tensor: # shuffled copy
     "Models Genesis local pixel shuffling of the items whose flag is on, on x's device."
-    out = x.clone()
-    on = [i for i in range(len(x)) if params[i, 0]]
-    if not on: return out
-    dev, V = x.device, tuple(x.shape[2:])
-    sh = torch.tensor(V, device=dev)
-    D, S, W = [], [], []
-    for i in on:
-        size, start = (torch.from_numpy(a).to(dev) for a in shuffle_windows(V, int(params[i, 1]), n_windows, max_fraction))
-        nvox = size.prod(1)
-        w = torch.repeat_interleave(torch.arange(len(size), device=dev), nvox)
-        local = torch.arange(len(w), device=dev) - (torch.cumsum(nvox, 0) - nvox)[w]
-        s = size[w]; lx = local // (s[:, 1] * s[:, 2]); r = local - lx * s[:, 1] * s[:, 2]; ly = r // s[:, 2]; lz = r - ly * s[:, 2]
-        a = start[w]
-        dest = ((a[:, 0] + lx) * sh[1] + a[:, 1] + ly) * sh[2] + a[:, 2] + lz
-        key = (w << 40) | torch.randint(0, 1 << 40, (len(w),), generator=_generator(dev, params[i, 1]), device=dev)
-        src = dest[torch.sort(key).indices]          # a uniform random permutation inside each window
-        winner = torch.full((math.prod(V),), -1, dtype=torch.int64, device=dev).scatter_reduce_(0, dest, w, 'amax')
-        keep = winner[dest] == w                     # the last window covering a voxel wins it
-        D.append(dest[keep]); S.append(src[keep])
-    flat = x[on].flatten(2)
-    res = flat.clone()
-    for j, (d, s) in enumerate(zip(D, S)): res[j][:, d] = flat[j][:, s]
-    out[on] = res.view(len(on), *x.shape[1:])
+    out, V = x.clone(), tuple(x.shape[2:])
+    for i in range(len(x)):
+        if not params[i, 0]: continue
+        flat = x[i].reshape(x.shape[1], -1)
+        d, s = _shuffle_one(flat, V, int(params[i, 1]), n_windows, max_fraction)
+        out[i].view(x.shape[1], -1)[:, d] = flat[:, s]
     return out
 
 # %% ../nbs/21_batched.ipynb 20
 def bezier_batch(x:torch.Tensor, # (B, C, X, Y, Z) intensities in [0, 1]
                  params:torch.Tensor, # (B, 6) float64: (on, a, b, c, d, decreasing) from `mg_corruption_params`
                  n_points:int=100_000, # curve samples (as `bezier_map`)
-                 lut_size:int|None=16_385 # table entries; None: per-voxel search (the reference's arithmetic)
+                 lut_size:int|None=16_384 # table intervals; None: per-voxel search (the reference's arithmetic)
                 )->torch.Tensor: # mapped copy
     "Models Genesis non-linear intensity mapping of the items whose flag is on."
     out = x.clone()
@@ -189,10 +215,11 @@ def bezier_batch(x:torch.Tensor, # (B, C, X, Y, Z) intensities in [0, 1]
         xs, ys = xs.sort().values.to(x.device), (ys if dec else ys.sort().values).to(x.device)
         if lut_size is None: out[i] = _interp(x[i].double(), xs, ys).to(x.dtype); continue
         K = int(lut_size)
-        lut = _interp(torch.linspace(0, 1, K, dtype=torch.float64, device=x.device), xs, ys).to(x.dtype)
-        t = x[i].clamp(0, 1) * (K - 1)
-        i0 = t.floor().long().clamp_max(K - 2)
-        out[i] = torch.lerp(lut[i0], lut[i0 + 1], t - i0)
+        lut = _interp(torch.linspace(0, 1, K + 1, dtype=torch.float64, device=x.device), xs, ys)
+        slope = torch.cat([lut.diff(), lut.new_zeros(1)]).to(x.dtype)  # the last entry serves x = 1 exactly
+        t = x[i].clamp(0, 1).mul_(K)
+        i0 = t.long()  # floor (t >= 0)
+        out[i] = lut.to(x.dtype)[i0].addcmul_(t.sub_(i0), slope[i0])
     return out
 
 # %% ../nbs/21_batched.ipynb 23
@@ -217,7 +244,7 @@ def paint_batch(x:torch.Tensor, # (B, C, X, Y, Z)
 def mg_corrupt_batch(clean:torch.Tensor, # (B, C, X, Y, Z) clean views in [0, 1]
                      params:dict, # mg_shuffle, mg_bezier, mg_paint (stacked `mg_corruption_params`)
                      corruption:tio.Compose, # the pipeline the parameters were drawn for (window count, curve samples)
-                     lut_size:int|None=16_385 # see `bezier_batch`
+                     lut_size:int|None=16_384 # see `bezier_batch`
                     )->torch.Tensor: # corrupted copy (the network input)
     "The Models Genesis corruption of a batch: shuffle, Bézier, painting, in the pipeline's order."
     sh = next((t for t in corruption.transforms if isinstance(t, RandomLocalPixelShuffle)), None)
