@@ -163,29 +163,29 @@ def _offset_table(V, smax):
             for sy in range(1, smax[1] + 1):
                 for sz in range(1, smax[2] + 1):
                     lx, ly, lz = np.meshgrid(np.arange(sx), np.arange(sy), np.arange(sz), indexing='ij')
-                    tabs.append(((lx * V[1] + ly) * V[2] + lz).ravel()); start[sx, sy, sz] = pos; pos += sx * sy * sz
+                    tabs.append(((lx * V[1] + ly) * V[2] + lz).ravel().astype(np.int32)); start[sx, sy, sz] = pos; pos += sx * sy * sz
         _OFFSETS[key] = (torch.from_numpy(np.concatenate(tabs)), start)
     return _OFFSETS[key]
 
-def _shuffle_one(flat, V, seed, n_windows, max_fraction):
-    "Shuffle one (C, X·Y·Z) item; returns (dest, src) flat indices of the voxels that change hands."
-    dev = flat.device
+def _shuffle_one(V, seed, n_windows, max_fraction, device):
+    "Source index of every voxel of one shuffled (X·Y·Z) item (its own index where no window covers it)."
     size, start = shuffle_windows(V, seed, n_windows, max_fraction)
     table, tstart = _offset_table(V, size.max(0))
     nvox = size.prod(1)
     per = np.stack([np.arange(len(size)), tstart[size[:, 0], size[:, 1], size[:, 2]] - (np.cumsum(nvox) - nvox),
                     (start[:, 0] * V[1] + start[:, 1]) * V[2] + start[:, 2]], 1)
-    w, shift, base = torch.repeat_interleave(torch.from_numpy(per).to(dev), torch.from_numpy(nvox).to(dev), 0).unbind(1)
-    dest = base + table.to(dev)[torch.arange(len(w), device=dev) + shift]
+    w, shift, base = torch.repeat_interleave(torch.from_numpy(per).to(device), torch.from_numpy(nvox).to(device), 0).unbind(1)
+    dest = base + torch.take(table.to(device), torch.arange(len(w), device=device) + shift)  # take: the fastest gather
     bits = max(1, int(len(size) - 1).bit_length())
     rb = 31 - bits  # random bits of the int32 sort key (w in the high bits); int64 keys when too few are left
-    g = _generator(dev, seed)
-    if rb >= 16: key = (w.int() << rb) | torch.randint(0, 1 << rb, (len(w),), generator=g, device=dev, dtype=torch.int32)
-    else: key = (w << 40) | torch.randint(0, 1 << 40, (len(w),), generator=g, device=dev)
-    src = dest[torch.sort(key).indices]                # a uniform random permutation inside each window
-    winner = torch.full((math.prod(V),), -1, dtype=torch.int64, device=dev).scatter_reduce_(0, dest, w, 'amax')
-    keep = winner[dest] == w                           # the last window covering a voxel wins it
-    return dest[keep], src[keep]
+    g = _generator(device, seed)
+    if rb >= 16: key = (w.int() << rb) | torch.randint(0, 1 << rb, (len(w),), generator=g, device=device, dtype=torch.int32)
+    else: key = (w << 40) | torch.randint(0, 1 << 40, (len(w),), generator=g, device=device)
+    src = torch.take(dest, torch.sort(key).indices)    # a uniform random permutation inside each window
+    # the last window covering a voxel wins it: per voxel, the max of (window << 32 | source) over its entries
+    P = math.prod(V)
+    res = torch.full((P,), -1, dtype=torch.int64, device=device).scatter_reduce_(0, dest, (w << 32) | src, 'amax')
+    return torch.where(res >= 0, res & 0xFFFFFFFF, torch.arange(P, device=device))
 
 def local_pixel_shuffle_batch(x:torch.Tensor, # (B, C, X, Y, Z)
                               params:torch.Tensor, # (B, 2) int64: (on, seed) from `mg_corruption_params`
@@ -193,11 +193,11 @@ def local_pixel_shuffle_batch(x:torch.Tensor, # (B, C, X, Y, Z)
                              )->torch.Tensor: # shuffled copy
     "Models Genesis local pixel shuffling of the items whose flag is on, on x's device."
     out, V = x.clone(), tuple(x.shape[2:])
+    if math.prod(V) >= 2**32: raise Ssl3dError(f"local_pixel_shuffle_batch: views of {V} voxels are too large (< 2^32)")
     for i in range(len(x)):
         if not params[i, 0]: continue
-        flat = x[i].reshape(x.shape[1], -1)
-        d, s = _shuffle_one(flat, V, int(params[i, 1]), n_windows, max_fraction)
-        out[i].view(x.shape[1], -1)[:, d] = flat[:, s]
+        idx = _shuffle_one(V, int(params[i, 1]), n_windows, max_fraction, x.device)
+        out[i] = torch.stack([torch.take(c, idx) for c in x[i].reshape(x.shape[1], -1)]).view(x.shape[1:])
     return out
 
 # %% ../nbs/21_batched.ipynb 20
@@ -219,7 +219,7 @@ def bezier_batch(x:torch.Tensor, # (B, C, X, Y, Z) intensities in [0, 1]
         slope = torch.cat([lut.diff(), lut.new_zeros(1)]).to(x.dtype)  # the last entry serves x = 1 exactly
         t = x[i].clamp(0, 1).mul_(K)
         i0 = t.long()  # floor (t >= 0)
-        out[i] = lut.to(x.dtype)[i0].addcmul_(t.sub_(i0), slope[i0])
+        out[i] = torch.take(lut.to(x.dtype), i0).addcmul_(t.sub_(i0), torch.take(slope, i0))
     return out
 
 # %% ../nbs/21_batched.ipynb 23
