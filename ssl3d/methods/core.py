@@ -241,6 +241,11 @@ def _call(self, *args, **kwargs):
 PretextMethod.prepare_raw, PretextMethod.prepare_batch, PretextMethod.__call__ = _prepare_raw, _prepare_batch, _call
 
 # %% ../../nbs/50_methods.core.ipynb 32
+class _RawItems:
+    "What the workers of a `BatchedPretextDataset` run: the method's `prepare_raw`, under the name `prepare`."
+    def __init__(self, method, cut): self.method, self.cut = method, cut
+    def prepare(self, subject, rng): return self.method.prepare_raw(subject, rng, cut=self.cut)
+
 class BatchedPretextDataset(PretextDataset):
     "Raw items for the batched path: item i of epoch e = `method.prepare_raw(subjects[i % n], rng(seed, e, i))`."
     def __init__(self, subjects:list, # `tio.Subject`s (the pretraining pool)
@@ -253,14 +258,10 @@ class BatchedPretextDataset(PretextDataset):
         super().__init__(subjects, method, samples_per_volume, seed)
         self.method.__dict__.pop('device_volumes', None)  # workers never need the device copies
         self.volumes_on_device = bool(volumes_on_device)
+        self.method = _RawItems(self.method, cut=not self.volumes_on_device)
 
     def __getitem__(self, i:int) -> dict:
-        if not 0 <= i < len(self): raise IndexError(f"item {i} out of range (len {len(self)})")
-        subject = self.subjects[i % len(self.subjects)]
-        rng, tseed = self.rng(i)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(tseed)
-            item = self.method.prepare_raw(subject, rng, cut=not self.volumes_on_device)
+        item = super().__getitem__(i)  # the same generators as PretextDataset, through `prepare_raw`
         if self.volumes_on_device: item['volume_index'] = torch.tensor(i % len(self.subjects))
         item[RAW_KEY] = torch.tensor(True)
         return item
