@@ -88,7 +88,7 @@ def _run(out, subjects, stop_at=None, workers=0):
 
 
 @pytest.mark.slow
-def test_batched_resume_is_exact(subjects, tmp_path):
+def test_batched_resume_is_exact_and_workers_agree(subjects, tmp_path):
     ref = _run(tmp_path / 'straight', subjects)
     _run(tmp_path / 'cut', subjects, stop_at=3)
     assert load_checkpoint(tmp_path / 'cut' / 'checkpoint.pt')['step'] == 3
@@ -97,6 +97,9 @@ def test_batched_resume_is_exact(subjects, tmp_path):
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
     logs = [(p / 'log.csv').read_text() for p in (tmp_path / 'straight', tmp_path / 'cut')]
     assert logs[0] == logs[1]
+    # a DataLoader worker (the raw items pickled to another process) gives the same run
+    worker = _run(tmp_path / 'worker', subjects, workers=1).state_dict()
+    assert [k for k in a if not torch.equal(a[k], worker[k])] == []
 
 
 @pytest.mark.slow
