@@ -12,13 +12,14 @@ import torchio as tio
 from .core import Ssl3dError
 from .geometry import ViewGeometry, from_tensor, extract_view
 from .transforms import (RandomLocalPixelShuffle, RandomBezierIntensity, RandomPainting, bezier_curve, _interp,
-                              sample_inpainting_boxes, sample_outpainting_boxes)
+                              sample_inpainting_boxes, sample_outpainting_boxes, RandomVarianceNoise, RandomVoxelBlur,
+                              RandomBrightness, RandomRangeGamma)
 from .targets import EDGE_NORMS
 
 # %% auto 0
 __all__ = ['is_grid_view', 'view_patch_box', 'cut_patch', 'views_from_patches', 'scharr_magnitude', 'edge_targets',
            'mg_corruption_params', 'shuffle_windows', 'local_pixel_shuffle_batch', 'bezier_batch', 'paint_batch',
-           'mg_corrupt_batch', 'DeviceVolumes', 'volumes_fit']
+           'mg_corrupt_batch', 'intensity_params', 'gaussian_blur', 'intensity_batch', 'DeviceVolumes', 'volumes_fit']
 
 # %% ../nbs/21_batched.ipynb 5
 def is_grid_view(g:ViewGeometry # a view geometry
@@ -255,6 +256,70 @@ def mg_corrupt_batch(clean:torch.Tensor, # (B, C, X, Y, Z) clean views in [0, 1]
     return paint_batch(x, params['mg_paint'])
 
 # %% ../nbs/21_batched.ipynb 27
+_INTENSITY = ('noise', 'blur', 'brightness', 'gamma')
+
+def intensity_params(augment:tio.Compose # a `pgl_intensity_augmentation` pipeline
+                    )->torch.Tensor: # (9,) float64: noise on/std/seed, blur on/σ, brightness on/factor, gamma on/γ
+    "Draw one view's intensity-augmentation parameters from the global torch RNG exactly as running `augment` would."
+    out = torch.zeros(9, dtype=torch.float64)
+    _coin(augment)
+    for t in augment.transforms:
+        if not _coin(t): continue
+        if isinstance(t, RandomVarianceNoise):
+            out[0:3] = torch.tensor([1, math.sqrt(t.sample_uniform(*t.variance_range)), t._get_random_seed()], dtype=torch.float64)
+        elif isinstance(t, RandomVoxelBlur): out[3:5] = torch.tensor([1, t.sample_uniform(*t.sigma_range)], dtype=torch.float64)
+        elif isinstance(t, RandomBrightness): out[5:7] = torch.tensor([1, t.sample_uniform(*t.factor_range)], dtype=torch.float64)
+        elif isinstance(t, RandomRangeGamma): out[7:9] = torch.tensor([1, t.sample_uniform(*t.gamma_range)], dtype=torch.float64)
+        else: raise Ssl3dError(f"intensity_params: unsupported transform {type(t).__name__}")
+        torch.rand(1)  # the deterministic transform's own Transform.__call__ draw
+    return out
+
+def gaussian_blur(x:torch.Tensor, # (C, X, Y, Z) one view
+                  sigma:float, # σ in voxels (isotropic)
+                  truncate:float=4.0 # kernel radius int(truncate·σ + 0.5), as scipy
+                 )->torch.Tensor: # blurred copy, as `scipy.ndimage.gaussian_filter(mode='reflect')` per channel
+    "Separable Gaussian blur with scipy's kernel and half-sample reflection, on x's device."
+    r = int(truncate * float(sigma) + 0.5)
+    if r == 0: return x.clone()
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float64) / float(sigma)) ** 2)
+    k = (k / k.sum()).tolist()
+    y = x
+    for d in (1, 2, 3):
+        n = y.shape[d]
+        idx = torch.arange(-r, n + r, device=x.device)
+        idx = torch.where(idx < 0, -idx - 1, idx); idx = torch.where(idx >= n, 2 * n - 1 - idx, idx).clamp(0, n - 1)
+        p = y.index_select(d, idx)
+        acc = p.narrow(d, 0, n) * k[0]
+        for j in range(1, 2 * r + 1): acc.add_(p.narrow(d, j, n), alpha=k[j])
+        y = acc
+    return y
+
+def intensity_batch(x:torch.Tensor, # (B, C, X, Y, Z) views
+                    params:torch.Tensor, # (B, 9) from `intensity_params`
+                    augment:tio.Compose # the pipeline the parameters were drawn for (order, clipping, gamma output)
+                   )->torch.Tensor: # augmented copy
+    "Apply each view's intensity augmentation, in the pipeline's order."
+    out = x.clone()
+    for i in range(len(x)):
+        p = params[i].tolist()
+        v = out[i]
+        for t in augment.transforms:
+            if isinstance(t, RandomVarianceNoise) and p[0]:
+                g = _generator(x.device, int(p[2]))
+                v = v + torch.randn(v.shape, generator=g, device=x.device).to(v) * p[1]
+            elif isinstance(t, RandomVoxelBlur) and p[3]: v = gaussian_blur(v, p[4])
+            elif isinstance(t, RandomBrightness) and p[5]:
+                y = v * p[6]
+                v = y.clamp(v.min(), v.max()) if t.clip_output else y
+            elif isinstance(t, RandomRangeGamma) and p[7]:
+                lo, hi = v.min(), v.max()
+                if hi > lo:
+                    y = ((v - lo) / (hi - lo)).clamp(0, 1) ** p[8]
+                    v = (y * (hi - lo) + lo if t.output == 'range' else y).to(v.dtype)
+        out[i] = v
+    return out
+
+# %% ../nbs/21_batched.ipynb 30
 class DeviceVolumes:
     "The images of a subject list, moved to a device on first use (one copy per device)."
     def __init__(self, subjects:list # `tio.Subject`s with an `image`

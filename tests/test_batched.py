@@ -1,5 +1,5 @@
 """The batched device path (ssl3d.batched, prepare_raw/prepare_batch): equivalence with the per-item path for
-VectorPOSE and Models Genesis (exact parts and the statistics of the shuffle), scaled views, exact resume of a
+VectorPOSE and Models Genesis (exact parts and the statistics of the shuffle) and the two-view methods, scaled views, exact resume of a
 batched run, `ssl3d pretrain` choosing the path (and --no-batched), and benchmarks/gpu_check.sh --device cpu --tiny."""
 import json, os, subprocess, sys
 from pathlib import Path
@@ -45,6 +45,21 @@ def test_fixed_seed_equivalence(subjects, name):
     plain = ~raw['mg_shuffle'][:, 0].bool()  # items whose draw skipped the shuffle: exact up to the Bezier table
     assert plain.any()
     torch.testing.assert_close(got['input'][plain], ref['input'][plain], atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize('name', ['pgl', 'byol', 'moco'])
+def test_two_view_equivalence(subjects, name):
+    "Every step of the two-view pipeline has an exact or float-rounding reference: the batches agree to rounding."
+    import ssl3d.methods.pgl, ssl3d.methods.moco  # register
+    m = build_method(name, dict(backbone='tiny', input_size=(32, 32, 16), noise_p=0.5, blur_p=0.5, hidden=16, out_dim=8),
+                     preset='cpu-small')
+    assert has_batched(m)
+    ref, raw, got = both(m, subjects, n=8)
+    assert set(got) == set(ref) == {'view1', 'view2', 'geom1', 'geom2'}
+    for k in ('geom1', 'geom2'): assert torch.equal(got[k], ref[k])
+    for k in ('view1', 'view2'): torch.testing.assert_close(got[k], ref[k], atol=2e-5, rtol=0)
+    drawn = torch.cat([raw['aug1'], raw['aug2']])[:, [0, 3, 5, 7]].sum(0)
+    assert (drawn > 0).all(), drawn  # noise, blur, brightness and gamma each drawn at least once
 
 
 def test_scaled_views_equivalence(subjects):
