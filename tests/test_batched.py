@@ -146,3 +146,27 @@ def test_gpu_check_cpu_tiny(tmp_path):
     assert rep['label_efficiency']['ok'] and rep['label_efficiency']['results_rows'] > 0
     md = (tmp_path / 'report.md').read_text()
     assert '| method | preset | batched |' in md and 'Label efficiency' in md
+
+
+def test_errors_name_the_problem(subjects):
+    from ssl3d.batched import view_patch_box, mg_corruption_params, intensity_params
+    from ssl3d.geometry import ViewGeometry
+    from ssl3d.core import DataError, Ssl3dError
+    import torchio as tio
+    g = ViewGeometry((40, 40, 40), box_start=(1.5, 2, 3), box_size=(20, 20, 20), out_size=(16, 16, 16))
+    with pytest.raises(Ssl3dError, match='smaller than the view box'): view_patch_box(g, (8, 8, 8))
+    with pytest.raises(Ssl3dError, match='unsupported transform RandomFlip'): mg_corruption_params(tio.Compose([tio.RandomFlip()]), (8, 8, 8))
+    with pytest.raises(Ssl3dError, match='unsupported transform RandomNoise'): intensity_params(tio.Compose([tio.RandomNoise()]))
+    m = build_method('vectorpose', preset='tiny')
+    raw = collate([BatchedPretextDataset(subjects, m, 2, 0, volumes_on_device=True)[i] for i in range(2)])
+    with pytest.raises(Ssl3dError, match='needs method.device_volumes'): m.prepare_batch({k: v for k, v in raw.items() if k != RAW_KEY})
+    raw = collate([BatchedPretextDataset(subjects, m, 2, 0)[i] for i in range(2)])
+    raw['patch'] = raw['patch'] * 3  # not preprocessed to [0, 1]
+    with pytest.raises(DataError, match=r'crop intensities span .* need \[0, 1\]'): m.prepare_batch({k: v for k, v in raw.items() if k != RAW_KEY})
+    with pytest.raises(Ssl3dError, match='has no batched path'): BatchedPretextDataset(subjects, build_method('toy', preset='cpu-small'))
+
+
+def test_cli_refuses_a_bad_volumes_on_device_value(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(['pretrain', '--data', str(tmp_path), '--out', str(tmp_path / 'o'), '--volumes-on-device', 'maybe'])
+    assert "invalid choice: 'maybe'" in capsys.readouterr().err
