@@ -19,7 +19,8 @@ from .targets import EDGE_NORMS
 # %% auto 0
 __all__ = ['is_grid_view', 'view_patch_box', 'cut_patch', 'views_from_patches', 'scharr_magnitude', 'edge_targets',
            'mg_corruption_params', 'shuffle_windows', 'local_pixel_shuffle_batch', 'bezier_batch', 'paint_batch',
-           'mg_corrupt_batch', 'intensity_params', 'gaussian_blur', 'intensity_batch', 'DeviceVolumes', 'volumes_fit']
+           'mg_corrupt_batch', 'intensity_params', 'gaussian_blur', 'intensity_batch', 'DeviceVolumes', 'raw_patches',
+           'volumes_fit']
 
 # %% ../nbs/21_batched.ipynb 5
 def is_grid_view(g:ViewGeometry # a view geometry
@@ -341,6 +342,17 @@ class DeviceVolumes:
         key = str(torch.device(device))
         if key not in self._on: self._on[key] = [v.to(device) for v in self.cpu]
         return self._on[key][int(i)]
+
+def raw_patches(raw:dict, # a collated raw batch on the device
+                suffix:str='', # '' or the view number ('1', '2') of two-view items
+                device_volumes:DeviceVolumes|None=None # the method's device volumes, for items without a patch
+               ) -> torch.Tensor: # (B, C, *P) float patches
+    "The patches of a raw batch: shipped by the workers (`patch{suffix}`), or cut here from `device_volumes`."
+    if f'patch{suffix}' in raw: return raw[f'patch{suffix}'].float()
+    if device_volumes is None: raise Ssl3dError("a raw batch without patches needs method.device_volumes (a DeviceVolumes)")
+    dev = raw[f'patch_start{suffix}'].device
+    return torch.stack([cut_patch(device_volumes.get(i, dev), a, s, p) for i, a, s, p in
+                        zip(raw['volume_index'].tolist(), raw[f'patch_start{suffix}'].tolist(), raw[f'patch_size{suffix}'].tolist(), raw['pad'])])
 
 def volumes_fit(subjects:list, # the pretraining pool
                 device, # the training device

@@ -213,7 +213,7 @@ class TwoViewMethod(PretextMethod):
 
 # %% ../../nbs/53_methods.two_view.ipynb 32
 import math
-from ..batched import view_patch_box, cut_patch, views_from_patches, intensity_params, intensity_batch
+from ..batched import view_patch_box, cut_patch, raw_patches, views_from_patches, intensity_params, intensity_batch
 
 def _tv_patch_size(cfg):
     return tuple(math.ceil(s * cfg.scale_range[1]) + 3 for s in cfg.input_size)
@@ -234,14 +234,8 @@ def _tv_prepare_raw(self, subject, rng, cut=True):
 def _tv_prepare_batch(self, raw):
     out = {}
     for k in ('1', '2'):
-        if f'patch{k}' in raw: patches = raw[f'patch{k}']
-        else:
-            dv = getattr(self, 'device_volumes', None)
-            if dv is None: raise Ssl3dError(f"{type(self).__name__}: raw batch without patches needs method.device_volumes")
-            dev = raw[f'geom{k}'].device
-            patches = torch.stack([cut_patch(dv.get(i, dev), a, s, p) for i, a, s, p in
-                                   zip(raw['volume_index'].tolist(), raw[f'patch_start{k}'].tolist(), raw[f'patch_size{k}'].tolist(), raw['pad'])])
-        views = views_from_patches(patches.float(), raw[f'geom{k}'], raw[f'patch_start{k}'])
+        patches = raw_patches(raw, k, getattr(self, 'device_volumes', None))
+        views = views_from_patches(patches, raw[f'geom{k}'], raw[f'patch_start{k}'])
         out[f'view{k}'] = intensity_batch(views, raw[f'aug{k}'], self.augment)
         out[f'geom{k}'] = raw[f'geom{k}']
     return out

@@ -271,7 +271,8 @@ class VectorPOSE(SingleViewMethod):
 
 # %% ../../nbs/51_methods.vectorpose.ipynb 44
 import math
-from ..batched import view_patch_box, cut_patch, views_from_patches, edge_targets, mg_corruption_params, mg_corrupt_batch
+from ..batched import (view_patch_box, cut_patch, raw_patches, views_from_patches, edge_targets, mg_corruption_params,
+                           mg_corrupt_batch)
 
 _RAW_ONLY = ('patch', 'patch_start', 'patch_size', 'pad', 'volume_index', 'mg_shuffle', 'mg_bezier', 'mg_paint')
 
@@ -292,14 +293,8 @@ def _sv_prepare_raw(self, subject, rng, cut=True):
     return raw
 
 def _sv_prepare_batch(self, raw):
-    if 'patch' in raw: patches = raw['patch']
-    else:
-        dv = getattr(self, 'device_volumes', None)
-        if dv is None: raise Ssl3dError(f"{type(self).__name__}: raw batch without patches needs method.device_volumes")
-        dev = raw['geometry'].device
-        patches = torch.stack([cut_patch(dv.get(i, dev), a, s, p) for i, a, s, p in
-                               zip(raw['volume_index'].tolist(), raw['patch_start'].tolist(), raw['patch_size'].tolist(), raw['pad'])])
-    clean = views_from_patches(patches.float(), raw['geometry'], raw['patch_start'])
+    patches = raw_patches(raw, '', getattr(self, 'device_volumes', None))
+    clean = views_from_patches(patches, raw['geometry'], raw['patch_start'])
     lo, hi = clean.aminmax()
     if lo < -1e-3 or hi > 1 + 1e-3:
         raise DataError(f"crop intensities span [{float(lo):.4g}, {float(hi):.4g}]; single-view methods need [0, 1] "
