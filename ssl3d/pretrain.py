@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchio as tio
-from .core import Ssl3dError, DataError, config_to_dict, update_config, load_json, register_command, seed_everything, check_writable
+from .core import Ssl3dError, DataError, config_to_dict, update_config, load_json, register_command, seed_everything, pick_device
 from .data import discover_dataset, load_dataset, preprocessing, load_splits
-from .methods.core import METHODS, PretextDataset, build_method
+from .methods.core import METHODS, PretextDataset, BatchedPretextDataset, build_method, has_batched
+from .batched import DeviceVolumes, volumes_fit
 import ssl3d.methods.vectorpose, ssl3d.methods.models_genesis  # register the methods defined by this project's notebooks
 from .train import TRAIN_PRESETS, TrainConfig, Trainer, train_config
 
@@ -80,10 +81,6 @@ def pretrain_subjects(data, # dataset folder / dataset.json / CSV manifest (anyt
     hu_range = tuple(float(v) for v in hu_range)
     if len(hu_range) != 2 or not hu_range[0] < hu_range[1]: raise Ssl3dError(f"hu_range={hu_range}: need (low, high) with low < high")
     tr = preprocessing(mod, spacing=spacing, hu_range=hu_range)
-    sps = sorted({tuple(round(float(v), 2) for v in s['image'].spacing) for s in subjects})
-    if spacing is None and len(sps) > 1:
-        warnings.warn(f"{data}: the pretraining pool mixes {len(sps)} voxel spacings (e.g. {list(sps[0])} and {list(sps[-1])} mm) "
-                      "and spacing=None keeps each native grid; pass spacing (--spacing SX SY SZ) to resample them to one")
     out = []
     for s in subjects:
         p = tr(tio.Subject(image=s['image'], id=s['id'], split=s.get('split', 'training')))
@@ -134,10 +131,11 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest
              spacing='preset', # resampling spacing, None, or 'preset'
              modality:str='auto', # 'auto', 'ct' or 'mr'
              samples_per_volume:int|str|None=None, # crops per volume per epoch (None: the data preset's)
-             hu_range:tuple=(-1000, 1000) # CT window mapped to [0, 1] (use the same when fine-tuning)
+             hu_range:tuple=(-1000, 1000), # CT window mapped to [0, 1] (use the same when fine-tuning)
+             batched:bool|None=None, # batched device pipeline (`prepare_raw`/`prepare_batch`); None: when the method has it
+             volumes_on_device:bool|str='auto' # keep the volumes on the training device (batched path); 'auto': `volumes_fit`
             ) -> Path: # path of final.pt
     "Pretrain `method` on the images of `data` and return the path of the run's `final.pt`."
-    check_writable(out_dir, 'run folder')  # before minutes of loading
     if method not in METHODS: _load_method_modules()  # e.g. 'pgl' when only vectorpose was imported
     cls = METHODS.get(method)
     dp = PRETRAIN_DATA_PRESETS.get(preset, PRETRAIN_DATA_PRESETS['cpu-small'])
@@ -158,7 +156,15 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest
                 preset=preset, data={**info, 'samples_per_volume': spv})
     out_dir = Path(out_dir)
     if resume: _same_run(out_dir, prov, cfg)
-    ds = PretextDataset(subjects, m, samples_per_volume=spv, seed=seed)
+    use_batched = has_batched(m) if batched is None else bool(batched)
+    if use_batched and not has_batched(m): raise Ssl3dError(f"method {method!r} has no batched path (prepare_raw/prepare_batch); use batched=False")
+    vod = False
+    if use_batched:
+        vod = volumes_fit(subjects, pick_device(device)) if volumes_on_device == 'auto' else bool(volumes_on_device)
+        if vod: m.device_volumes = DeviceVolumes(subjects)
+        ds = BatchedPretextDataset(subjects, m, samples_per_volume=spv, seed=seed, volumes_on_device=vod)
+    else: ds = PretextDataset(subjects, m, samples_per_volume=spv, seed=seed)
+    prov['pipeline'] = dict(batched=use_batched, volumes_on_device=vod)
     trainer = Trainer(m, ds, cfg, out_dir, provenance=prov)
     trainer.fit(resume=resume)
     return trainer.final_path
@@ -230,7 +236,8 @@ def parse_assignments(items:list # ['field=value', ...]
 
 # %% ../nbs/61_pretrain.ipynb 25
 _FIXED = {'data', 'method', 'out', 'preset', 'steps', 'seed', 'device', 'batch_size', 'lr', 'workers', 'set', 'train_set',
-          'no_resume', 'split', 'splits', 'spacing', 'modality', 'samples_per_volume', 'progress', 'help', 'hu_range'}
+          'no_resume', 'split', 'splits', 'spacing', 'modality', 'samples_per_volume', 'progress', 'help', 'hu_range',
+          'no_batched', 'volumes_on_device'}
 
 def _method_fields() -> dict:
     "{field: {method: default}} over the registered methods."
@@ -262,6 +269,9 @@ def _configure(p:argparse.ArgumentParser):
                    help='CT window mapped to [0, 1] (default the Models Genesis -1000 1000; fine-tune with the same)')
     p.add_argument('--samples-per-volume', default=None, help="crops per volume per epoch: an int or 'auto' (default: the preset)")
     p.add_argument('--no-resume', action='store_true', help='start over even if --out holds a checkpoint')
+    p.add_argument('--no-batched', action='store_true', help="per-item CPU pipeline even when the method has the batched device one")
+    p.add_argument('--volumes-on-device', default='auto', choices=['auto', 'yes', 'no'],
+                   help="batched path: keep the volumes in device memory ('auto': on CUDA when they fit)")
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bar (default: when a terminal)')
     p.add_argument('--set', nargs='+', default=[], metavar='FIELD=VALUE', help='method Config fields, e.g. --set eta=0.1 units=mm')
     p.add_argument('--train-set', nargs='+', default=[], metavar='FIELD=VALUE', help=f"TrainConfig fields: {', '.join(f.name for f in dataclasses.fields(TrainConfig))}")
@@ -297,7 +307,9 @@ def _run(args) -> int:
     final = pretrain(args.data, args.method, args.out, preset=args.preset, steps=args.steps, seed=args.seed, device=args.device,
                      method_overrides=mo, train_overrides=to, split=args.split, splits_file=args.splits, num_workers=args.workers,
                      progress=args.progress, resume=not args.no_resume, spacing=args.spacing if args.spacing else 'preset',
-                     modality=args.modality, samples_per_volume=spv, hu_range=tuple(args.hu_range))
+                     modality=args.modality, samples_per_volume=spv, hu_range=tuple(args.hu_range),
+                     batched=False if args.no_batched else None,
+                     volumes_on_device={'auto': 'auto', 'yes': True, 'no': False}[args.volumes_on_device])
     print(f"wrote {final}")
     return 0
 

@@ -14,8 +14,8 @@ import torchio as tio
 from ..core import Ssl3dError, DataError, Registry, update_config, config_to_dict
 
 # %% auto 0
-__all__ = ['METHODS', 'PretextMethod', 'register_method', 'method_config', 'build_method', 'PretextDataset', 'collate',
-           'ToyConfig', 'ToyRestoration']
+__all__ = ['METHODS', 'RAW_KEY', 'PretextMethod', 'register_method', 'method_config', 'build_method', 'PretextDataset', 'collate',
+           'ToyConfig', 'ToyRestoration', 'has_batched', 'BatchedPretextDataset']
 
 # %% ../../nbs/50_methods.core.ipynb 7
 class PretextMethod(nn.Module):
@@ -209,3 +209,59 @@ class ToyRestoration(PretextMethod):
         pred = self.decoder(self.encoder(batch['input']))
         mse, l1 = F.mse_loss(pred, batch['target']), F.l1_loss(pred, batch['target'])
         return {'loss': mse + self.config.l1_weight * l1, 'mse': mse.detach(), 'l1': l1.detach()}
+
+# %% ../../nbs/50_methods.core.ipynb 31
+RAW_KEY = '_raw_batch'  # marks a raw item/batch (made by `prepare_raw`) that `prepare_batch` must finish
+
+def has_batched(method # a `PretextMethod` instance or class
+               ) -> bool:
+    "Whether `method` implements the batched path (`prepare_raw` and `prepare_batch`)."
+    cls = method if isinstance(method, type) else type(method)
+    return cls.prepare_raw is not PretextMethod.prepare_raw and cls.prepare_batch is not PretextMethod.prepare_batch
+
+def _prepare_raw(self, subject:tio.Subject, # one subject
+                 rng:np.random.Generator, # the item's generator (as for `prepare`)
+                 cut:bool=True # cut the patch here; False: the volume is on the device (`device_volumes`)
+                ) -> dict: # tensors of one raw item
+    "CPU part of the batched path: geometry, random parameters, cheap targets, the patch."
+    raise NotImplementedError(f"{type(self).__name__} has no batched path (prepare_raw)")
+
+def _prepare_batch(self, raw:dict # a collated raw batch on the training device
+                  ) -> dict: # the training batch `forward` expects
+    "Device part of the batched path: views, corruptions and targets of the whole batch."
+    raise NotImplementedError(f"{type(self).__name__} has no batched path (prepare_batch)")
+
+def _call(self, *args, **kwargs):
+    if len(args) == 1 and isinstance(args[0], dict) and RAW_KEY in args[0]:
+        dev = next((v.device for v in args[0].values() if isinstance(v, Tensor)), torch.device('cpu'))
+        with torch.no_grad(), torch.autocast(dev.type, enabled=False):
+            args = (self.prepare_batch({k: v for k, v in args[0].items() if k != RAW_KEY}),)
+    return nn.Module.__call__(self, *args, **kwargs)
+
+PretextMethod.prepare_raw, PretextMethod.prepare_batch, PretextMethod.__call__ = _prepare_raw, _prepare_batch, _call
+
+# %% ../../nbs/50_methods.core.ipynb 32
+class _RawItems:
+    "What the workers of a `BatchedPretextDataset` run: the method's `prepare_raw`, under the name `prepare`."
+    def __init__(self, method, cut): self.method, self.cut = method, cut
+    def prepare(self, subject, rng): return self.method.prepare_raw(subject, rng, cut=self.cut)
+
+class BatchedPretextDataset(PretextDataset):
+    "Raw items for the batched path: item i of epoch e = `method.prepare_raw(subjects[i % n], rng(seed, e, i))`."
+    def __init__(self, subjects:list, # `tio.Subject`s (the pretraining pool)
+                 method, # a `PretextMethod` with the batched path
+                 samples_per_volume:int=1, # items per subject per epoch
+                 seed:int=0, # base seed (non-negative)
+                 volumes_on_device:bool=False # items carry `volume_index` instead of a patch (`method.device_volumes`)
+                ):
+        if not has_batched(method): raise Ssl3dError(f"{type(method).__name__} has no batched path; use PretextDataset")
+        super().__init__(subjects, method, samples_per_volume, seed)
+        self.method.__dict__.pop('device_volumes', None)  # workers never need the device copies
+        self.volumes_on_device = bool(volumes_on_device)
+        self.method = _RawItems(self.method, cut=not self.volumes_on_device)
+
+    def __getitem__(self, i:int) -> dict:
+        item = super().__getitem__(i)  # the same generators as PretextDataset, through `prepare_raw`
+        if self.volumes_on_device: item['volume_index'] = torch.tensor(i % len(self.subjects))
+        item[RAW_KEY] = torch.tensor(True)
+        return item

@@ -17,8 +17,8 @@ from ..ops import roi_align3d
 from .core import PretextMethod
 
 # %% auto 0
-__all__ = ['MOMENTUM_SCHEDULES', 'TwoViewConfig', 'two_view_augmentation', 'prepare_two_views', 'overlap_boxes', 'unflip',
-           'align_overlap', 'TwoViewMethod']
+__all__ = ['MOMENTUM_SCHEDULES', 'TwoViewConfig', 'two_view_augmentation', 'sample_two_view_geometries', 'prepare_two_views',
+           'overlap_boxes', 'unflip', 'align_overlap', 'TwoViewMethod']
 
 # %% ../../nbs/53_methods.two_view.ipynb 7
 MOMENTUM_SCHEDULES = ('cosine', 'constant')
@@ -58,19 +58,27 @@ def two_view_augmentation(cfg:TwoViewConfig # the method's config (intensity fie
                                       brightness=tuple(cfg.brightness), gamma_p=cfg.gamma_p, gamma=tuple(cfg.gamma),
                                       gamma_output=cfg.gamma_output)
 
+def sample_two_view_geometries(subject:tio.Subject, # subject with an `image` (C, X, Y, Z), preprocessed
+                               rng:np.random.Generator, # the item's generator
+                               cfg:TwoViewConfig # view recipe and input size
+                              )->tuple: # (g1, g2) ViewGeometry
+    "The geometries of the two views `prepare_two_views` cuts (channel count checked)."
+    img = subject['image']
+    x = img.data
+    if x.shape[0] != cfg.in_channels:
+        raise DataError(f"subject {subject.get('id', '?')}: image has {x.shape[0]} channel(s), config in_channels={cfg.in_channels}")
+    return sample_view_pair(x.shape[1:], tuple(cfg.input_size), rng, scale_range=tuple(cfg.scale_range),
+                            flip_p=cfg.flip_p, min_overlap=cfg.min_overlap, source_spacing=img.spacing,
+                            source_id=str(subject.get('id', '')))
+
 def prepare_two_views(subject:tio.Subject, # subject with an `image` (C, X, Y, Z), preprocessed
                       rng:np.random.Generator, # the item's generator (every random choice)
                       cfg:TwoViewConfig, # view recipe and input size
                       augment:tio.Transform|None=None # intensity augmentation (default `two_view_augmentation(cfg)`)
                      )->dict: # view1, view2 (C, *input_size) float32; geom1, geom2 (21,) float64
     "Two augmented views of one subject and their geometries (PGL §3.3), shared by PGL, BYOL and MoCo."
-    img = subject['image']
-    x = img.data.float()
-    if x.shape[0] != cfg.in_channels:
-        raise DataError(f"subject {subject.get('id', '?')}: image has {x.shape[0]} channel(s), config in_channels={cfg.in_channels}")
-    g1, g2 = sample_view_pair(x.shape[1:], tuple(cfg.input_size), rng, scale_range=tuple(cfg.scale_range),
-                              flip_p=cfg.flip_p, min_overlap=cfg.min_overlap, source_spacing=img.spacing,
-                              source_id=str(subject.get('id', '')))
+    x = subject['image'].data.float()
+    g1, g2 = sample_two_view_geometries(subject, rng, cfg)
     augment = augment if augment is not None else two_view_augmentation(cfg)
     views = []
     with torch.random.fork_rng(devices=[]):
@@ -202,3 +210,34 @@ class TwoViewMethod(PretextMethod):
         "The forward output: `loss`, the detached terms and the current teacher momentum."
         return {'loss': loss, **{k: v.detach() for k, v in terms.items()},
                 'momentum': torch.tensor(self.momentum, device=loss.device)}
+
+# %% ../../nbs/53_methods.two_view.ipynb 32
+import math
+from ..batched import view_patch_box, cut_patch, raw_patches, views_from_patches, intensity_params, intensity_batch
+
+def _tv_patch_size(cfg):
+    return tuple(math.ceil(s * cfg.scale_range[1]) + 3 for s in cfg.input_size)
+
+def _tv_prepare_raw(self, subject, rng, cut=True):
+    g1, g2 = sample_two_view_geometries(subject, rng, self.config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2**63 - 1)))
+        aug = [intensity_params(self.augment) for _ in (g1, g2)]
+    x = subject['image'].data
+    raw = dict(geom1=g1.to_tensor(), geom2=g2.to_tensor(), aug1=aug[0], aug2=aug[1], pad=x.flatten(1).amin(1).float())
+    for k, g in (('1', g1), ('2', g2)):
+        start, size = view_patch_box(g, _tv_patch_size(self.config))
+        raw[f'patch_start{k}'], raw[f'patch_size{k}'] = torch.tensor(start), torch.tensor(size)
+        if cut: raw[f'patch{k}'] = cut_patch(x, start, size, raw['pad'])
+    return raw
+
+def _tv_prepare_batch(self, raw):
+    out = {}
+    for k in ('1', '2'):
+        patches = raw_patches(raw, k, getattr(self, 'device_volumes', None))
+        views = views_from_patches(patches, raw[f'geom{k}'], raw[f'patch_start{k}'])
+        out[f'view{k}'] = intensity_batch(views, raw[f'aug{k}'], self.augment)
+        out[f'geom{k}'] = raw[f'geom{k}']
+    return out
+
+TwoViewMethod.prepare_raw, TwoViewMethod.prepare_batch = _tv_prepare_raw, _tv_prepare_batch

@@ -19,8 +19,8 @@ from ..losses import vectorpose_loss
 from .core import PretextMethod, register_method, method_config
 
 # %% auto 0
-__all__ = ['ABLATIONS', 'BackboneConfig', 'ViewConfig', 'CorruptionConfig', 'body_region', 'sample_body_crop', 'SingleViewMethod',
-           'VectorPOSEConfig', 'ablation_config', 'VectorPOSE']
+__all__ = ['ABLATIONS', 'BackboneConfig', 'ViewConfig', 'CorruptionConfig', 'body_region', 'sample_body_view', 'sample_body_crop',
+           'SingleViewMethod', 'VectorPOSEConfig', 'ablation_config', 'VectorPOSE']
 
 # %% ../../nbs/51_methods.vectorpose.ipynb 7
 def _check_prob(cfg, *names):
@@ -113,25 +113,32 @@ def body_region(subject:tio.Subject, # subject whose `image` channel 0 defines t
     subject['_ssl3d_body'] = {**(cache if isinstance(cache, dict) else {}), key: out}
     return out
 
+def sample_body_view(subject:tio.Subject, # preprocessed subject, intensities in [0, 1]
+                     cfg:ViewConfig, # crop settings (any config inheriting `ViewConfig`)
+                     rng:np.random.Generator # the item's generator
+                    ) -> dict: # geometry ViewGeometry, region (start, size) arrays, spacing
+    "Sample one view inside the body box (flips/rot90 per `cfg`), without cutting it."
+    img = subject['image']
+    mask, box = body_region(subject, cfg.body_threshold)
+    S = (int(cfg.crop_size),) * 3
+    g = sample_view(tuple(img.data.shape[1:]), S, rng, region=box, scale_range=cfg.scale_range, flip_policy=cfg.flip_policy,
+                    flip_p=cfg.flip_p, rot_p=cfg.rot_p, body_fraction=functools.partial(box_fraction, mask),
+                    min_body_fraction=cfg.min_body_fraction, max_tries=cfg.max_tries,
+                    source_spacing=tuple(float(s) for s in img.spacing), source_id=str(subject.get('id', '')))
+    return dict(geometry=g, region=(box[:3].copy(), box[3:] - box[:3]), spacing=g.source_spacing)
+
 def sample_body_crop(subject:tio.Subject, # preprocessed subject, intensities in [0, 1]
                      cfg:ViewConfig, # crop settings (any config inheriting `ViewConfig`)
                      rng:np.random.Generator # the item's generator
                     ) -> dict: # clean (C,S,S,S) float32, geometry ViewGeometry, region (start, size) arrays, spacing
     "Sample one view inside the body box (flips/rot90 per `cfg`) and cut it with one `grid_sample`."
-    img = subject['image']
-    x = img.data.float()
-    mask, box = body_region(subject, cfg.body_threshold)
-    S = (int(cfg.crop_size),) * 3
-    g = sample_view(tuple(x.shape[1:]), S, rng, region=box, scale_range=cfg.scale_range, flip_policy=cfg.flip_policy,
-                    flip_p=cfg.flip_p, rot_p=cfg.rot_p, body_fraction=functools.partial(box_fraction, mask),
-                    min_body_fraction=cfg.min_body_fraction, max_tries=cfg.max_tries,
-                    source_spacing=tuple(float(s) for s in img.spacing), source_id=str(subject.get('id', '')))
-    clean = extract_view(x, g).contiguous()
+    v = sample_body_view(subject, cfg, rng)
+    clean = extract_view(subject['image'].data.float(), v['geometry']).contiguous()
     lo, hi = float(clean.min()), float(clean.max())
     if lo < -1e-3 or hi > 1 + 1e-3:
         raise DataError(f"subject {subject.get('id', '?')}: crop intensities span [{lo:.4g}, {hi:.4g}]; single-view methods need "
                         "[0, 1] (preprocess with ssl3d.data.preprocessing)")
-    return dict(clean=clean, geometry=g, region=(box[:3].copy(), box[3:] - box[:3]), spacing=g.source_spacing)
+    return dict(clean=clean, **v)
 
 # %% ../../nbs/51_methods.vectorpose.ipynb 16
 class SingleViewMethod(PretextMethod):
@@ -223,13 +230,17 @@ class VectorPOSE(SingleViewMethod):
         self.bfr_head = ConvHead(self.decoder.out_channels, c.in_channels * (2 if c.alpha > 0 else 1)) if c.lam > 0 else None
 
     def extra_targets(self, crop, subject, rng):
+        return dict(edges=edge_target(crop['clean'], norm=self.config.edge_norm), **self.geometry_targets(crop, subject, rng))
+
+    def geometry_targets(self, crop:dict, # `sample_body_view` output (geometry, region, spacing)
+                         subject:tio.Subject, rng:np.random.Generator) -> dict:
+        "The targets that need only the geometry: landmark, VP targets, radius, clamped fraction."
         c, g = self.config, crop['geometry']
         start, size = crop['region']
         jr = rng if c.jitter == 'per_crop' else np.random.default_rng(zlib.crc32(str(subject.get('id', '')).encode()))
         L = landmark_centre(size, c.eta, jr, box=(start, size))
         t = self.targets(g.box_start, g.box_size, size, A=g.A, landmark=L, spacing=crop['spacing'])
-        return dict(edges=edge_target(crop['clean'], norm=c.edge_norm), vp_target=t['vp_target'],
-                    landmark=torch.as_tensor(L), radius=torch.tensor(float(t['radius']), dtype=torch.float64),
+        return dict(vp_target=t['vp_target'], landmark=torch.as_tensor(L), radius=torch.tensor(float(t['radius']), dtype=torch.float64),
                     vp_clamped=torch.tensor(float(t['vp_clamped'])))
 
     def heads(self, x:Tensor # (B, C, X, Y, Z) network input
@@ -261,3 +272,49 @@ class VectorPOSE(SingleViewMethod):
 
     def transfer(self):
         return {'encoder': self.encoder, 'decoder': self.decoder if self.config.lam > 0 else None}
+
+# %% ../../nbs/51_methods.vectorpose.ipynb 46
+import math
+from ..batched import (view_patch_box, cut_patch, raw_patches, views_from_patches, edge_targets, mg_corruption_params,
+                           mg_corrupt_batch)
+
+_RAW_ONLY = ('patch', 'patch_start', 'patch_size', 'pad', 'volume_index', 'mg_shuffle', 'mg_bezier', 'mg_paint')
+
+def _patch_size(cfg):
+    "Fixed patch size of scaled views (None: views are cut by indexing)."
+    if cfg.scale_range is None: return None
+    return (math.ceil(cfg.crop_size * cfg.scale_range[1]) + 3,) * 3
+
+def _sv_prepare_raw(self, subject, rng, cut=True):
+    v = sample_body_view(subject, self.config, rng)
+    g = v['geometry']
+    raw = dict(geometry=g.to_tensor(), **self.geometry_targets(v, subject, rng))
+    start, size = view_patch_box(g, _patch_size(self.config))
+    x = subject['image'].data
+    raw.update(patch_start=torch.tensor(start), patch_size=torch.tensor(size), pad=x.flatten(1).amin(1).float())
+    if cut: raw['patch'] = cut_patch(x, start, size, raw['pad'])
+    raw.update(mg_corruption_params(self.corruption, g.out_size))
+    return raw
+
+def _sv_prepare_batch(self, raw):
+    patches = raw_patches(raw, '', getattr(self, 'device_volumes', None))
+    clean = views_from_patches(patches, raw['geometry'], raw['patch_start'])
+    lo, hi = clean.aminmax()
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise DataError(f"crop intensities span [{float(lo):.4g}, {float(hi):.4g}]; single-view methods need [0, 1] "
+                        "(preprocess with ssl3d.data.preprocessing)")
+    batch = {k: v for k, v in raw.items() if k not in _RAW_ONLY}
+    batch.update(clean=clean, **self.batch_targets(clean))
+    batch['input'] = mg_corrupt_batch(clean, raw, self.corruption)
+    return batch
+
+def _sv_batch_targets(self, clean:Tensor # (B, C, S, S, S) clean views on the device
+                     ) -> dict: # targets that need the voxels (none by default)
+    "Voxel targets of a batch of clean views (the batched counterpart of the voxel part of `extra_targets`)."
+    return {}
+
+def _sv_geometry_targets(self, crop, subject, rng): return {}
+
+SingleViewMethod.prepare_raw, SingleViewMethod.prepare_batch = _sv_prepare_raw, _sv_prepare_batch
+SingleViewMethod.batch_targets, SingleViewMethod.geometry_targets = _sv_batch_targets, _sv_geometry_targets
+VectorPOSE.batch_targets = lambda self, clean: dict(edges=edge_targets(clean, self.config.edge_norm))
