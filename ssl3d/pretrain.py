@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchio as tio
-from .core import Ssl3dError, DataError, config_to_dict, update_config, load_json, register_command, seed_everything, pick_device
+from .core import Ssl3dError, DataError, config_to_dict, update_config, load_json, register_command, seed_everything, check_writable, pick_device
 from .data import discover_dataset, load_dataset, preprocessing, load_splits
 from .methods.core import METHODS, PretextDataset, BatchedPretextDataset, build_method, has_batched
 from .batched import DeviceVolumes, volumes_fit
@@ -81,6 +81,10 @@ def pretrain_subjects(data, # dataset folder / dataset.json / CSV manifest (anyt
     hu_range = tuple(float(v) for v in hu_range)
     if len(hu_range) != 2 or not hu_range[0] < hu_range[1]: raise Ssl3dError(f"hu_range={hu_range}: need (low, high) with low < high")
     tr = preprocessing(mod, spacing=spacing, hu_range=hu_range)
+    sps = sorted({tuple(round(float(v), 2) for v in s['image'].spacing) for s in subjects})
+    if spacing is None and len(sps) > 1:
+        warnings.warn(f"{data}: the pretraining pool mixes {len(sps)} voxel spacings (e.g. {list(sps[0])} and {list(sps[-1])} mm) "
+                      "and spacing=None keeps each native grid; pass spacing (--spacing SX SY SZ) to resample them to one")
     out = []
     for s in subjects:
         p = tr(tio.Subject(image=s['image'], id=s['id'], split=s.get('split', 'training')))
@@ -136,6 +140,7 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest
              volumes_on_device:bool|str='auto' # keep the volumes on the training device (batched path); 'auto': `volumes_fit`
             ) -> Path: # path of final.pt
     "Pretrain `method` on the images of `data` and return the path of the run's `final.pt`."
+    check_writable(out_dir, 'run folder')  # before minutes of loading
     if method not in METHODS: _load_method_modules()  # e.g. 'pgl' when only vectorpose was imported
     cls = METHODS.get(method)
     dp = PRETRAIN_DATA_PRESETS.get(preset, PRETRAIN_DATA_PRESETS['cpu-small'])

@@ -83,6 +83,6 @@ def test_label_efficiency_accepts_lrc_and_simsiam(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     df = pd.read_csv(tmp_path / 'results.csv')
-    assert set(df['method']) == {'lrc', 'simsiam'}
+    assert set(df['method']) == {'random', 'lrc', 'simsiam'}  # the protocol adds the random-init control
     prov = load_checkpoint(next((tmp_path / 'pretrain').glob('*lrc*')) / 'final.pt')['provenance']
     assert prov['method'] == 'lrc' and list(prov['config']['input_size']) == [32, 32, 32]
