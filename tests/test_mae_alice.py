@@ -31,3 +31,55 @@ def test_transformer_checkpoint_finetunes_like_random_init(kw):
 
 def test_transformer_backbone_rejects_resnet_kwargs():
     with pytest.raises(Ssl3dError, match=r"\['base_width'\] are ResNet arguments"): build_backbone(arch='vit', base_width=8)
+
+
+# ---- MAE and Alice through the CLI -------------------------------------------------------------------------------
+import csv
+import numpy as np
+from ssl3d.cli import main
+from ssl3d.train import load_checkpoint
+
+
+def _losses(run, key='loss'):
+    with open(f'{run}/log.csv') as f: rows = [r for r in csv.DictReader(f) if r.get(key) not in (None, '')]
+    return np.array([float(r[key]) for r in rows])
+
+
+@pytest.fixture(scope='module')
+def phantoms(tmp_path_factory):
+    from ssl3d.phantoms import write_phantom_dataset
+    return write_phantom_dataset(tmp_path_factory.mktemp('ph') / 'data', n=4, n_test=1, seed=0, shape=(64, 64, 32))
+
+
+def test_cli_mae_and_alice_write_transferable_checkpoints(phantoms, tmp_path):
+    for method, extra in (('mae', []), ('alice', ['--matcher', 'ncc'])):
+        out = tmp_path / method
+        rc = main(['pretrain', '--data', str(phantoms), '--method', method, '--out', str(out), '--steps', '2', '--preset', 'cpu-small',
+                   '--batch-size', '2', '--input-size', '32', '32', '16', '--no-progress', *extra])
+        assert rc == 0
+        ck = load_checkpoint(out / 'final.pt')
+        assert ck['provenance']['backbone']['arch'] == 'vit' and ck['transfer']['decoder'] is None
+        net, info = build_segmentation_model(out, 3)
+        assert info['load_report'].complete
+        rnd, _ = build_segmentation_model('none', 3, backbone=ck['provenance']['backbone'])
+        assert str(net) == str(rnd)
+    assert load_checkpoint(tmp_path / 'alice' / 'final.pt')['provenance']['config']['matcher'] == 'ncc'
+
+
+@pytest.mark.slow
+def test_cli_mae_cpu_small_loss_falls_on_phantoms(phantoms, tmp_path):
+    rc = main(['pretrain', '--data', str(phantoms), '--method', 'mae', '--out', str(tmp_path / 'r'), '--steps', '300',
+               '--input-size', '32', '32', '16', '--no-progress'])
+    assert rc == 0
+    loss = _losses(tmp_path / 'r')
+    # normalised-pixel targets have unit variance per patch: 1.0 is the loss of predicting each patch's mean
+    assert np.isfinite(loss).all() and loss[-30:].mean() < 0.97 and loss[-30:].mean() < 0.85 * loss[:10].mean()
+
+
+@pytest.mark.slow
+def test_cli_alice_cpu_small_losses_fall_on_phantoms(phantoms, tmp_path):
+    rc = main(['pretrain', '--data', str(phantoms), '--method', 'alice', '--out', str(tmp_path / 'r'), '--steps', '100',
+               '--input-size', '32', '32', '16', '--no-progress'])
+    assert rc == 0
+    loss, rec = _losses(tmp_path / 'r'), _losses(tmp_path / 'r', 'rec')
+    assert np.isfinite(loss).all() and loss[-20:].mean() < 0.7 * loss[:10].mean() and rec[-20:].mean() < 0.85 * rec[:10].mean()
