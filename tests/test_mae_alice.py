@@ -83,3 +83,15 @@ def test_cli_alice_cpu_small_losses_fall_on_phantoms(phantoms, tmp_path):
     assert rc == 0
     loss, rec = _losses(tmp_path / 'r'), _losses(tmp_path / 'r', 'rec')
     assert np.isfinite(loss).all() and loss[-20:].mean() < 0.7 * loss[:10].mean() and rec[-20:].mean() < 0.85 * rec[:10].mean()
+
+
+@pytest.mark.slow
+def test_label_efficiency_accepts_mae_and_alice(tmp_path):
+    import pandas as pd
+    from test_experiment_notebooks import papermill
+    out = papermill(tmp_path, 'label_efficiency', ('methods', 'mae,alice'), ('seeds', '0'), ('label_fractions', '1.0'),
+                    ('pretrain_steps', 2), ('finetune_steps', 2))
+    df = pd.read_csv(out / 'results.csv')
+    assert set(df['method']) == {'mae', 'alice'}
+    ck = load_checkpoint(next((out / 'pretrain').glob('*alice*/final.pt')))
+    assert ck['provenance']['backbone']['arch'] == 'vit'
