@@ -15,12 +15,18 @@ from torch import Tensor
 from ..core import Ssl3dError, DataError
 from ..geometry import ViewGeometry, extract_view
 from ..models import make_teacher, ema_update, cosine_momentum
-from ..matchers import MATCHERS, build_matcher, sample_query_centre
+from pathlib import Path
+from ..matchers import MATCHERS, Matcher, BBoxMatcher, NCCMatcher, build_matcher, register_matcher, sample_query_centre, clamp_centre
+from .core import build_method
+from .vectorpose import VectorPOSE  # noqa: F401  (registers 'vectorpose' for checkpoints)
+from ..targets import decode_vp_logits, spherical_to_vectors, radius_of
+from ..train import load_checkpoint
 from .core import register_method
 from .mae import MAEConfig, MaskedViT
 
 # %% auto 0
-__all__ = ['DINOHead', 'TokenCentering', 'alice_cosine', 'CASA', 'crop_at', 'flip_axes', 'strong_augment', 'AliceConfig', 'Alice']
+__all__ = ['DINOHead', 'TokenCentering', 'alice_cosine', 'CASA', 'crop_at', 'flip_axes', 'strong_augment', 'AliceConfig', 'Alice',
+           'VPMatcher']
 
 # %% ../../nbs/59_methods.alice.ipynb 7
 class DINOHead(nn.Sequential):
@@ -139,7 +145,7 @@ class AliceConfig(MAEConfig):
     strong_degrees: float = 15.  # target views: rotation ±degrees (ALC-A10)
     strong_scales: tuple = (0.8, 1.2)  # target views: isotropic scale range
     intensity_p: float = 0.5  # target views: probability of intensity scale and of shift
-    matcher: str = 'bbox'  # 'bbox', 'ncc' (ssl3d.matchers) or another registered matcher
+    matcher: str = 'bbox'  # 'bbox', 'ncc' (ssl3d.matchers), 'vp' (VectorPOSE head, below) or another registered one
     matcher_kwargs: dict = dataclasses.field(default_factory=dict)  # the matcher's arguments
     same_volume: bool = False  # ablation (Table 4 "×"): K from the same volume as Q, and no ℓ_dv
 
@@ -239,3 +245,51 @@ class Alice(MaskedViT):
         "EMA update of the teacher encoder and head."
         self.momentum = cosine_momentum(step, total_steps, self.config.momentum)
         ema_update(self.teacher, self.online(), self.momentum)
+
+# %% ../../nbs/59_methods.alice.ipynb 20
+class VPMatcher(Matcher):
+    "Match by a VectorPOSE VP head: the candidate in B whose predicted body-relative position is the query's."
+    def __init__(self, checkpoint=None, # a VectorPOSE `final.pt` (or its run folder)
+                 method=None, # or an in-memory `VectorPOSE` (then `checkpoint` is not read)
+                 base:Matcher|None=None, # where the search grid is centred (None: `BBoxMatcher`)
+                 radius:tuple=(24, 24, 8), # search half-range per axis (voxels)
+                 step:int=4, # grid step (voxels)
+                 batch:int=64, # crops per forward
+                 threshold:float=0.25, # body threshold on [0, 1] intensities
+                ):
+        if method is None:
+            if checkpoint is None: raise Ssl3dError("VPMatcher needs checkpoint= (a VectorPOSE final.pt) or method=")
+            path = Path(checkpoint); path = path/'final.pt' if path.is_dir() else path
+            ck = load_checkpoint(path); prov = ck.get('provenance') or {}
+            if prov.get('method') != 'vectorpose': raise Ssl3dError(f"{path}: not a VectorPOSE checkpoint (method {prov.get('method')!r})")
+            method = build_method('vectorpose', prov['config'])
+            method.load_state_dict(ck['model'])
+        if getattr(method, 'vp_head', None) is None: raise Ssl3dError("VPMatcher: the VectorPOSE model has no VP head (lam=1)")
+        if method.config.units != 'voxel': raise Ssl3dError(f"VPMatcher: units={method.config.units!r}; only 'voxel' VP heads are supported")
+        self.net, self.crop, self.batch = method.eval(), (int(method.config.crop_size),) * 3, int(batch)
+        self.bbox = BBoxMatcher(threshold)
+        self.base = base or self.bbox
+        self.offsets = NCCMatcher(radius=radius, step=step).offsets()
+
+    @torch.no_grad()
+    def relative(self, vol:Tensor, # (C, X, Y, Z)
+                 centres:np.ndarray, # (K, 3) crop centres
+                )->np.ndarray: # (K, 3) predicted crop-centre position relative to the body-box centre, in box sizes
+        "The VP head's estimate of where each crop is in the body: −(centre vector) ÷ body-box size."
+        b = self.bbox.box(vol); size = b[3:] - b[:3]
+        dev = next(self.net.parameters()).device
+        out = []
+        for i in range(0, len(centres), self.batch):
+            x = torch.stack([crop_at(vol, c, self.crop)[0] for c in centres[i:i + self.batch]]).to(dev)
+            logits = self.net.vp_head(self.net.encoder(x))[:, 0].double().cpu()
+            out.append(spherical_to_vectors(decode_vp_logits(logits), radius_of(size)).numpy())
+        return -np.concatenate(out) / size
+
+    def match(self, vol_a, vol_b, centre_a, crop_size):
+        ra = self.relative(vol_a, np.asarray(centre_a, float)[None])[0]
+        c0 = self.base.match(vol_a, vol_b, centre_a, crop_size)
+        cands = np.unique(np.stack([clamp_centre(c0 + o, crop_size, vol_b.shape[-3:]) for o in self.offsets]), axis=0)
+        rb = self.relative(vol_b, cands)
+        return cands[int(np.argmin(np.linalg.norm(rb - ra, axis=1)))]
+
+register_matcher('vp')(VPMatcher)
