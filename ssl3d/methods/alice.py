@@ -292,4 +292,4 @@ class VPMatcher(Matcher):
         rb = self.relative(vol_b, cands)
         return cands[int(np.argmin(np.linalg.norm(rb - ra, axis=1)))]
 
-register_matcher('vp')(VPMatcher)
+_ = register_matcher('vp')(VPMatcher)
