@@ -258,7 +258,7 @@ class VPMatcher(Matcher):
                  threshold:float=0.25, # body threshold on [0, 1] intensities
                 ):
         if method is None:
-            if checkpoint is None: raise Ssl3dError("VPMatcher needs checkpoint= (a VectorPOSE final.pt) or method=")
+            if checkpoint is None: raise Ssl3dError("VPMatcher needs checkpoint= (a VectorPOSE final.pt; command line: --matcher-kwargs '{\"checkpoint\": \"runs/vp/final.pt\"}') or method=")
             path = Path(checkpoint); path = path/'final.pt' if path.is_dir() else path
             ck = load_checkpoint(path); prov = ck.get('provenance') or {}
             if prov.get('method') != 'vectorpose': raise Ssl3dError(f"{path}: not a VectorPOSE checkpoint (method {prov.get('method')!r})")
