@@ -95,3 +95,16 @@ def test_label_efficiency_accepts_mae_and_alice(tmp_path):
     assert set(df['method']) == {'mae', 'alice'}
     ck = load_checkpoint(next((out / 'pretrain').glob('*alice*/final.pt')))
     assert ck['provenance']['backbone']['arch'] == 'vit'
+
+
+@pytest.mark.slow
+def test_cli_alice_with_the_vp_matcher(phantoms, tmp_path):
+    from ssl3d.core import config_to_dict
+    from ssl3d.methods.vectorpose import VectorPOSE
+    torch.manual_seed(0)
+    vp = VectorPOSE(VectorPOSE.PRESETS['tiny'])
+    save_checkpoint(tmp_path / 'vp.pt', model=vp.state_dict(), provenance={'method': 'vectorpose', 'config': config_to_dict(vp.config)})
+    rc = main(['pretrain', '--data', str(phantoms), '--method', 'alice', '--out', str(tmp_path / 'r'), '--steps', '1', '--batch-size', '2',
+               '--input-size', '32', '32', '16', '--matcher', 'vp', '--matcher-kwargs', f'{{"checkpoint": "{tmp_path / "vp.pt"}", "step": 8}}',
+               '--no-progress'])
+    assert rc == 0 and load_checkpoint(tmp_path / 'r' / 'final.pt')['provenance']['config']['matcher'] == 'vp'
