@@ -18,7 +18,7 @@ from ..models import make_teacher, ema_update, cosine_momentum
 from pathlib import Path
 from ..matchers import MATCHERS, Matcher, BBoxMatcher, NCCMatcher, build_matcher, register_matcher, sample_query_centre, clamp_centre
 from .core import build_method
-from .vectorpose import VectorPOSE  # noqa: F401  (registers 'vectorpose' for checkpoints)
+from .vectorpose import VectorPOSE, body_region  # VectorPOSE: registers 'vectorpose' for checkpoints
 from ..targets import decode_vp_logits, spherical_to_vectors, radius_of
 from ..train import load_checkpoint
 from .core import register_method
@@ -202,8 +202,9 @@ class Alice(MaskedViT):
         for s, v in ((subject, va), (partner, vb)):
             if float(v.min()) < -1e-3 or float(v.max()) > 1 + 1e-3:
                 raise DataError(f"subject {s.get('id', '?')}: intensities outside [0, 1]; preprocess with ssl3d.data.preprocessing")
-        cq = sample_query_centre(va, c.input_size, rng)
-        ck = sample_query_centre(vb, c.input_size, rng) if c.same_volume else self.matcher.match(va, vb, cq, c.input_size)
+        cq = sample_query_centre(va, c.input_size, rng, body_region(subject, c.body_threshold)[1])   # box cached on the subject
+        ck = (sample_query_centre(vb, c.input_size, rng, body_region(partner, c.body_threshold)[1]) if c.same_volume
+              else self.matcher.match(va, vb, cq, c.input_size))
         q, _ = crop_at(va, cq, c.input_size, subject['image'].spacing)
         k, _ = crop_at(vb, ck, c.input_size, partner['image'].spacing)
         strong = dict(degrees=c.strong_degrees, scales=tuple(c.strong_scales), intensity_p=c.intensity_p)
