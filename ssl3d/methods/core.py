@@ -150,7 +150,8 @@ class PretextDataset(torch.utils.data.Dataset):
         rng, tseed = self.rng(i)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(tseed)
-            item = self.method.prepare(subject, rng)
+            pool = {'pool': self.subjects} if getattr(self.method, 'uses_pool', False) else {}  # e.g. Alice: a second volume
+            item = self.method.prepare(subject, rng, **pool)
         if not isinstance(item, dict):
             raise Ssl3dError(f"{type(self.method).__name__}.prepare must return a dict, got {type(item).__name__}")
         return item
