@@ -4,17 +4,18 @@
 
 # %% ../nbs/40_models.ipynb 3
 from __future__ import annotations
-import copy, math
+import copy, importlib, math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import Ssl3dError
+from .core import Ssl3dError, Registry
 
 # %% auto 0
-__all__ = ['RESNET_DEPTHS', 'BACKBONE_PRESETS', 'ENCODER_LAYOUTS', 'BasicBlock', 'Bottleneck', 'ResNetEncoder', 'resnet_encoder',
-           'check_divisible', 'pad_to_multiple', 'monai_resnet_kwargs', 'encoder_to_monai', 'scaled_decoder_widths',
-           'LightDecoder', 'EncoderDecoder', 'SegmentationNet', 'ConvHead', 'VPHead', 'MLPHead', 'ConvMLPHead',
-           'build_backbone', 'make_teacher', 'ema_update', 'cosine_momentum']
+__all__ = ['RESNET_DEPTHS', 'BACKBONE_PRESETS', 'ENCODER_LAYOUTS', 'BACKBONE_ARCHS', 'LAZY_ARCH_MODULES', 'BasicBlock',
+           'Bottleneck', 'ResNetEncoder', 'resnet_encoder', 'check_divisible', 'pad_to_multiple', 'monai_resnet_kwargs',
+           'encoder_to_monai', 'scaled_decoder_widths', 'LightDecoder', 'EncoderDecoder', 'SegmentationNet', 'ConvHead',
+           'VPHead', 'MLPHead', 'ConvMLPHead', 'build_backbone', 'register_backbone', 'make_teacher', 'ema_update',
+           'cosine_momentum']
 
 # %% ../nbs/40_models.ipynb 6
 def _triple(v, name):
@@ -269,10 +270,14 @@ def build_backbone(depth:int|None=None, # ResNet depth (None: from the preset)
                    preset:str='paper', # width preset: 'tiny', 'cpu-small' or 'paper'
                    layout:str='standard', # stride layout: 'standard' (/32) or 'pgl' ((16, 16, 8))
                    decoder_widths:tuple|None=None, # decoder widths (None: `scaled_decoder_widths(base_width)`)
-                   out_channels:int=16, # decoder output channels
-                   **encoder_kw, # further `ResNetEncoder` arguments (override the layout)
-                  )->tuple: # (ResNetEncoder, LightDecoder)
-    "Build the encoder and the matching light decoder from a preset."
+                   out_channels:int|None=None, # decoder output channels (None: 16; a transformer preset's own width)
+                   arch:str='resnet', # architecture: 'resnet' or a registered one ('vit', 'swin' from ssl3d.transformers)
+                   **encoder_kw, # further `ResNetEncoder` arguments (override the layout), or the architecture's kwargs
+                  )->tuple: # (encoder, decoder): the encoder returns a list of feature maps the decoder takes
+    "Build the encoder and the matching decoder from a preset (ResNet + light decoder unless `arch` names another)."
+    if str(arch).lower() != 'resnet': return _build_registered(arch, depth, in_channels, base_width, preset, layout,
+                                                               decoder_widths, out_channels, encoder_kw)
+    out_channels = 16 if out_channels is None else out_channels
     if isinstance(depth, str): raise Ssl3dError(f"depth={depth!r} is not an int; pass presets as preset={depth!r}")
     if preset not in BACKBONE_PRESETS: raise Ssl3dError(f"preset={preset!r} is not one of {list(BACKBONE_PRESETS)}")
     if layout not in ENCODER_LAYOUTS: raise Ssl3dError(f"layout={layout!r} is not one of {list(ENCODER_LAYOUTS)}")
@@ -283,6 +288,23 @@ def build_backbone(depth:int|None=None, # ResNet depth (None: from the preset)
     dec = LightDecoder(enc.out_channels, decoder_widths or scaled_decoder_widths(base_width), out_channels,
                        stem_stride=enc.feature_strides[0])
     return enc, dec
+
+BACKBONE_ARCHS = Registry('backbone architecture')
+LAZY_ARCH_MODULES = {'vit': 'ssl3d.transformers', 'swin': 'ssl3d.transformers'}  # imported on first use
+
+def register_backbone(name:str # architecture key for `build_backbone(arch=name)`
+                     ):
+    "Decorator: register `f(preset, in_channels, out_channels, **kw) -> (encoder, decoder)` as an architecture."
+    return BACKBONE_ARCHS.register(name)
+
+def _build_registered(arch, depth, in_channels, base_width, preset, layout, decoder_widths, out_channels, kw):
+    arch = str(arch).lower()
+    if arch not in BACKBONE_ARCHS and arch in LAZY_ARCH_MODULES:
+        importlib.import_module(LAZY_ARCH_MODULES[arch])  # lazily: models.py must not import the modules built on it
+    resnet_only = dict(depth=depth, base_width=base_width, decoder_widths=decoder_widths, layout=None if layout == 'standard' else layout)
+    bad = sorted(k for k, v in resnet_only.items() if v is not None)
+    if bad: raise Ssl3dError(f"build_backbone(arch={arch!r}): {bad} are ResNet arguments; pass the architecture's own kwargs")
+    return BACKBONE_ARCHS.get(arch)(preset=preset, in_channels=in_channels, out_channels=out_channels, **kw)
 
 # %% ../nbs/40_models.ipynb 37
 def make_teacher(module:nn.Module # the student
