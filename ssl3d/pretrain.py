@@ -132,8 +132,7 @@ def pooled_pretrain_subjects(datas:list, # dataset folders / dataset.json / CSV 
     if dup: raise DataError(f"pooled datasets share case id(s) {dup[:5]}; ids must be unique across the pool")
     info = dict(data=[str(d) for d in datas], split=split, splits_file=None if splits_file is None else str(splits_file),
                 modality=mods[0], spacing=inf['spacing'], hu_range=inf['hu_range'], n_subjects=len(out), ids=ids,
-                excluded=sorted(excl),
-                datasets=parts)
+                excluded=sorted(excl), datasets=parts)
     if labels: info.update(labelled=True, label_space=pool['names'], annotated=pool['annotated'].tolist())
     return out, info
 
