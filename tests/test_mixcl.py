@@ -103,3 +103,21 @@ def test_label_efficiency_keeps_test_volumes_out_of_mixcls_pool(tmp_path):
     nb = json.loads((out / 'executed.ipynb').read_text())
     said = ''.join(''.join(o.get('text', '')) for c in nb['cells'] for o in c.get('outputs', []))
     assert 'method=mixcl_seed=0: label maps of' in said and f"none of the {len(splits['val'])} val / {len(splits['test'])} test volumes" in said
+
+
+def test_bad_inputs_name_what_is_wrong(tmp_path):
+    from ssl3d.core import Ssl3dError
+    from ssl3d.data import pool_label_spaces
+    from ssl3d.methods.mixcl import prepare_mixcl, MixCLConfig
+    import torchio as tio
+    write_phantom_dataset(tmp_path / 'C', n=1, n_test=0, seed=4, shape=(32, 32, 32), organs=['liver'])
+    write_phantom_dataset(tmp_path / 'M', n=1, n_test=0, seed=5, shape=(32, 32, 32), modality='mr', organs=['spleen'])
+    with pytest.raises(Ssl3dError, match='different modalities'): pooled_pretrain_subjects([tmp_path / 'C', tmp_path / 'M'])
+    with pytest.raises(DataError, match="names two values 1 and 2 'Liver'"): pool_label_spaces([{1: 'liver', 2: 'Liver'}])
+    with pytest.raises(DataError, match='negative label value -1'): pool_label_spaces([{-1: 'x'}])
+    with pytest.raises(Ssl3dError, match=r"ViT block 5 .* not in \[0, 2\)"): build_method('mixcl', {'label_layer': 5}, preset='cpu-small')
+    s = tio.Subject(image=tio.ScalarImage(tensor=torch.rand(1, 32, 32, 32)), id='nolabel')
+    with pytest.raises(DataError, match="subject 'nolabel': MixCL needs a label map"):
+        prepare_mixcl(s, np.random.default_rng(0), MixCLConfig(input_size=(32, 32, 32)))
+    assert main(['phantoms', str(tmp_path / 'x'), '--n', '1', '--n-test', '0', '--shape', '32', '32', '32', '--organs', 'liver', 'bogus']) == 2
+    assert not (tmp_path / 'x' / 'dataset.json').exists()
