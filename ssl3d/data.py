@@ -19,7 +19,7 @@ from .core import DataError, Ssl3dError, load_json, save_json, register_command
 __all__ = ['IMAGE_EXTENSIONS', 'SPLITS', 'detect_kind', 'discover_dataset', 'make_subject', 'validate_subjects', 'load_dataset',
            'body_mask', 'body_threshold_of', 'BodyCrop', 'PercentileNormalize', 'PadToMinSize', 'preprocessing',
            'label_subset', 'make_splits', 'save_splits', 'load_splits', 'select_subjects', 'PatchDataset',
-           'EpochSampler', 'patch_loader', 'to_device', 'summary_table']
+           'EpochSampler', 'patch_loader', 'to_device', 'summary_table', 'pool_label_spaces', 'remap_labels']
 
 # %% ../nbs/01_data.ipynb 9
 IMAGE_EXTENSIONS = ('.nii.gz', '.nii', '.nrrd', '.nhdr', '.mha', '.mhd')  #: file types read through TorchIO
@@ -637,3 +637,39 @@ def _run(args):
     return 0
 
 register_command('data', 'validate a dataset and print a summary of what was loaded', _configure, _run)
+
+# %% ../nbs/01_data.ipynb 57
+def pool_label_spaces(tables:Sequence[dict] # per dataset {value: name} (as `discover_dataset(...)['labels']`), 0 = background
+                     ) -> dict: # names (pooled, index = value), maps [{local value: pooled value}], annotated (n_datasets, n_classes) bool
+    "Merge the label tables of several datasets by name into one label space with a per-dataset 'annotated' table."
+    if not tables: raise Ssl3dError("pool_label_spaces: no label tables")
+    names, index, maps = ['background'], {'background': 0}, []
+    for d, t in enumerate(tables):
+        t = {int(k): str(v) for k, v in dict(t).items()}
+        if not t: raise DataError(f"pool_label_spaces: dataset {d} declares no labels (dataset.json 'labels'); label-aware pretraining needs them")
+        m, seen = {0: 0}, {}
+        for v, n in sorted(t.items()):
+            if v == 0: continue
+            if v < 0: raise DataError(f"pool_label_spaces: dataset {d} has a negative label value {v} ({n!r})")
+            key = n.strip().lower()
+            if key in seen: raise DataError(f"pool_label_spaces: dataset {d} names two values {seen[key]} and {v} {n!r}")
+            seen[key] = v
+            if key not in index: index[key] = len(names); names.append(n.strip())
+            m[v] = index[key]
+        maps.append(m)
+    annotated = np.zeros((len(tables), len(names)), bool)
+    for d, m in enumerate(maps): annotated[d, list(m.values())] = True
+    return dict(names=names, maps=maps, annotated=annotated)
+
+def remap_labels(label:torch.Tensor, # integer label map (any shape)
+                 mapping:dict, # {local value: pooled value} from `pool_label_spaces`
+                 where:str='label' # what to name in errors
+                ) -> torch.Tensor: # int64 label map in the pooled space
+    "Rewrite a label map through `mapping`; a value the mapping does not know is a `DataError`."
+    y = label.round().long() if label.is_floating_point() else label.long()
+    vals = sorted(int(v) for v in torch.unique(y))
+    bad = [v for v in vals if v not in mapping]
+    if bad: raise DataError(f"{where}: label values {bad} are not declared (known: {sorted(mapping)})")
+    lut = torch.zeros(max(max(vals), max(mapping)) + 1, dtype=torch.long)
+    for k, v in mapping.items(): lut[int(k)] = int(v)
+    return lut[y]

@@ -490,6 +490,19 @@ def _save_nifti(arr, affine, path, dtype):
     img.header.set_xyzt_units('mm'); img.set_qform(affine, 1); img.set_sform(affine, 1)
     path.parent.mkdir(parents=True, exist_ok=True); nib.save(img, str(path))
 
+def _organ_subset(labels:dict, organs):
+    "The label table and value look-up table of a dataset that annotates only `organs` (None: all)."
+    lut = np.arange(256, dtype=np.uint8)
+    if organs is None: return labels, lut
+    names = {v: int(k) for k, v in labels.items()}
+    bad = [o for o in organs if o not in names or o == 'background']
+    if bad or not organs or len(set(organs)) != len(organs):
+        raise Ssl3dError(f"organs={list(organs)!r}: need distinct structure names of the preset; unknown: {bad}; "
+                         f"available: {', '.join(list(labels.values())[1:])}")
+    lut[:] = 0
+    for k, o in enumerate(organs, start=1): lut[names[o]] = k
+    return {'0': 'background', **{str(k): o for k, o in enumerate(organs, start=1)}}, lut
+
 def write_phantom_dataset(out:str|Path, # output folder (created)
                           preset:str='abdomen', # phantom preset
                           n:int=20, # labelled training subjects (imagesTr/labelsTr)
@@ -501,9 +514,11 @@ def write_phantom_dataset(out:str|Path, # output folder (created)
                           modality:str='ct', # 'ct' or 'mr'
                           lesions:bool=False, # add a 'lesion' label (abdomen)
                           fov:str='full', # 'full' or 'random' field of view along z
+                          organs:list|tuple|None=None, # annotate only these structures (renumbered 1..k in this order); the rest is background
                          )->Path: # path of the written dataset.json
     "Write an MSD-layout phantom dataset (dataset.json, imagesTr, labelsTr, imagesTs, labelsTs, imagesUnlabelled)."
     pre = _get_preset(preset); out = Path(out)
+    labels, lut = _organ_subset(phantom_labels(pre, lesions), organs)
     for k, v in dict(n=n, n_test=n_test, n_unlabelled=n_unlabelled).items():
         if int(v) < 0: raise Ssl3dError(f"{k}={v}: must be >= 0")
     if n + n_test + n_unlabelled == 0: raise Ssl3dError("n, n_test and n_unlabelled are all 0: nothing to write")
@@ -516,17 +531,18 @@ def write_phantom_dataset(out:str|Path, # output folder (created)
             name = f"{s['id']}.nii.gz"; aff = s['image'].affine
             _save_nifti(s['image'].numpy()[0].round() if modality == 'ct' else s['image'].numpy()[0], aff,
                         out / img_dir / name, np.int16 if modality == 'ct' else np.float32)
-            if lab_dir: _save_nifti(s['label'].numpy()[0], aff, out / lab_dir / name, np.uint8)
+            if lab_dir: _save_nifti(lut[s['label'].numpy()[0]], aff, out / lab_dir / name, np.uint8)
             lists[img_dir].append(name)
     meta = dict(name=f"phantom_{pre.name}", description=f"ssl3d procedural {pre.name} phantoms ({modality.upper()}), seed {seed}",
                 reference="ssl3d.phantoms", licence="CC0", release="ssl3d", tensorImageSize="3D",
-                modality={"0": "CT" if modality == 'ct' else "MRI"}, labels=phantom_labels(pre, lesions),
+                modality={"0": "CT" if modality == 'ct' else "MRI"}, labels=labels,
                 numTraining=n, numTest=n_test, numUnlabelled=n_unlabelled,
                 training=[dict(image=f"./imagesTr/{f}", label=f"./labelsTr/{f}") for f in lists['imagesTr']],
                 test=[f"./imagesTs/{f}" for f in lists['imagesTs']],
                 unlabelled=[f"./imagesUnlabelled/{f}" for f in lists['imagesUnlabelled']],
                 phantom=dict(preset=pre.name, seed=seed, shape=list(shape), spacing=None if spacing is None else list(spacing),
-                             modality=modality, lesions=lesions, fov=fov, test_labels="./labelsTs"))
+                             modality=modality, lesions=lesions, fov=fov, test_labels="./labelsTs",
+                             organs=None if organs is None else list(organs)))
     return save_json(meta, out / 'dataset.json')
 
 # %% ../nbs/02_phantoms.ipynb 44
@@ -542,12 +558,13 @@ def _configure(p):
     p.add_argument('--modality', default='ct', choices=['ct', 'mr'])
     p.add_argument('--lesions', action='store_true', help="add a 'lesion' label (abdomen)")
     p.add_argument('--fov', default='full', choices=['full', 'random'])
+    p.add_argument('--organs', nargs='+', default=None, metavar='NAME', help='annotate only these structures (renumbered 1..k); the rest is background')
 
 def _run(a):
     t = time.time()
     path = write_phantom_dataset(a.out, a.preset, a.n, a.n_test, a.n_unlabelled, a.seed, tuple(a.shape),
-                                 None if a.spacing is None else tuple(a.spacing), a.modality, a.lesions, a.fov)
-    labels = phantom_labels(a.preset, a.lesions)
+                                 None if a.spacing is None else tuple(a.spacing), a.modality, a.lesions, a.fov, a.organs)
+    labels = load_json(path)['labels']
     print(f"wrote {path}")
     print(f"  {a.preset} {a.modality.upper()} phantoms, shape {tuple(a.shape)}: {a.n} training, {a.n_test} test (with labelsTs), "
           f"{a.n_unlabelled} unlabelled; {len(labels) - 1} labels: {', '.join(list(labels.values())[1:])}; {time.time() - t:.1f} s")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torchio as tio
 from .core import Ssl3dError, DataError, config_to_dict, update_config, load_json, register_command, seed_everything, check_writable, pick_device
-from .data import discover_dataset, load_dataset, preprocessing, load_splits
+from .data import discover_dataset, load_dataset, preprocessing, load_splits, pool_label_spaces, remap_labels
 from .methods.core import METHODS, PretextDataset, BatchedPretextDataset, build_method, has_batched
 from .batched import DeviceVolumes, volumes_fit
 import ssl3d.methods.vectorpose, ssl3d.methods.models_genesis  # register the methods defined by this project's notebooks
@@ -18,7 +18,8 @@ from .train import TRAIN_PRESETS, TrainConfig, Trainer, train_config
 
 # %% auto 0
 __all__ = ['PRETRAIN_DATA_PRESETS', 'MIN_ITERS_PER_EPOCH', 'samples_per_volume_for', 'epochs_to_steps', 'pretrain_subjects',
-           'dataset_fingerprint', 'pretrain', 'parse_value', 'apply_overrides', 'parse_assignments']
+           'dataset_fingerprint', 'pooled_pretrain_subjects', 'pretrain', 'parse_value', 'apply_overrides',
+           'parse_assignments']
 
 # %% ../nbs/61_pretrain.ipynb 7
 PRETRAIN_DATA_PRESETS = {
@@ -58,7 +59,8 @@ def pretrain_subjects(data, # dataset folder / dataset.json / CSV manifest (anyt
                       splits_file=None, # JSON from `ssl3d.data.save_splits`: its val/test ids are excluded
                       spacing=None, # resampling spacing (mm, X Y Z) or None
                       modality:str='auto', # 'auto' (from dataset.json), 'ct' or 'mr'
-                      hu_range:tuple=(-1000, 1000) # CT window mapped to [0, 1]; fine-tuning should use the same
+                      hu_range:tuple=(-1000, 1000), # CT window mapped to [0, 1]; fine-tuning should use the same
+                      labels:bool=False # keep the label maps (labelled cases only), for label-aware methods such as MixCL
                      ) -> tuple: # (preprocessed subjects, info dict)
     "Load, filter and preprocess the images a method pretrains on."
     ok = ('pretrain', 'train', 'training', 'unlabelled', 'all')
@@ -68,7 +70,7 @@ def pretrain_subjects(data, # dataset folder / dataset.json / CSV manifest (anyt
             'unlabelled': ('unlabelled',), 'all': ('training', 'unlabelled', 'test')}[split]
     if split == 'all' and any(s.get('split') == 'test' for s in subjects):
         warnings.warn(f"split='all' pretrains on the test list of {data} too")
-    subjects = [s for s in subjects if s.get('split', 'training') in keep]
+    subjects = [s for s in subjects if s.get('split', 'training') in keep and (not labels or 'label' in s)]
     excluded = set()
     if splits_file is not None:
         sp = load_splits(splits_file)
@@ -87,12 +89,12 @@ def pretrain_subjects(data, # dataset folder / dataset.json / CSV manifest (anyt
                       "and spacing=None keeps each native grid; pass spacing (--spacing SX SY SZ) to resample them to one")
     out = []
     for s in subjects:
-        p = tr(tio.Subject(image=s['image'], id=s['id'], split=s.get('split', 'training')))
+        p = tr(tio.Subject(image=s['image'], **({'label': s['label']} if labels else {}), id=s['id'], split=s.get('split', 'training')))
         p['image'].set_data(p['image'].data.float().contiguous())
         out.append(p)
     info = dict(data=str(data), split=split, splits_file=None if splits_file is None else str(splits_file), modality=mod,
                 spacing=None if spacing is None else [float(v) for v in spacing], hu_range=list(hu_range), n_subjects=len(out),
-                ids=[s['id'] for s in out], excluded=sorted(excluded))
+                ids=[s['id'] for s in out], excluded=sorted(excluded), **({'labelled': True} if labels else {}))
     return out, info
 
 # %% ../nbs/61_pretrain.ipynb 12
@@ -109,6 +111,37 @@ def dataset_fingerprint(subjects:list # subjects with `image` and `id` (e.g. fro
     return h.hexdigest()
 
 # %% ../nbs/61_pretrain.ipynb 16
+def pooled_pretrain_subjects(datas:list, # dataset folders / dataset.json / CSV manifests
+                             split:str='pretrain', # as in `pretrain_subjects`, for every dataset
+                             splits_file=None, # split JSON whose val/test ids are excluded from every dataset
+                             spacing=None, # resampling spacing (mm, X Y Z) or None
+                             modality:str='auto', # 'auto' (all datasets must agree), 'ct' or 'mr'
+                             hu_range:tuple=(-1000, 1000), # CT window mapped to [0, 1]
+                             labels:bool=True # keep labels, rewritten into the pooled label space
+                            ) -> tuple: # (subjects with a `dataset` index, info with label_space, annotated, datasets)
+    "The pooled pretraining subjects of several datasets, with one label space (label-aware methods)."
+    datas = list(datas)
+    if not datas: raise Ssl3dError("pooled_pretrain_subjects: no datasets")
+    mods = [_modality(d, modality) for d in datas]
+    if len(set(mods)) > 1: raise Ssl3dError(f"pooled datasets have different modalities {dict(zip(map(str, datas), mods))}; pool one modality")
+    pool = pool_label_spaces([discover_dataset(d, split='all')['labels'] for d in datas]) if labels else None
+    out, parts, excl = [], [], set()
+    for k, d in enumerate(datas):
+        subs, inf = pretrain_subjects(d, split, splits_file, spacing, mods[0], hu_range, labels=labels)
+        for s in subs:
+            s['dataset'] = k
+            if labels: s['label'].set_data(remap_labels(s['label'].data, pool['maps'][k], f"{d}: case {s['id']!r}"))
+        out += subs; excl |= set(inf['excluded']); parts.append(dict(data=str(d), n_subjects=len(subs), ids=inf['ids']))
+    ids = [s['id'] for s in out]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup: raise DataError(f"pooled datasets share case id(s) {dup[:5]}; ids must be unique across the pool")
+    info = dict(data=[str(d) for d in datas], split=split, splits_file=None if splits_file is None else str(splits_file),
+                modality=mods[0], spacing=inf['spacing'], hu_range=inf['hu_range'], n_subjects=len(out), ids=ids,
+                excluded=sorted(excl), datasets=parts)
+    if labels: info.update(labelled=True, label_space=pool['names'], annotated=pool['annotated'].tolist())
+    return out, info
+
+# %% ../nbs/61_pretrain.ipynb 19
 def _same_run(out_dir:Path, prov:dict, cfg:TrainConfig):
     p = out_dir / 'config.json'
     if not p.exists(): return
@@ -118,7 +151,7 @@ def _same_run(out_dir:Path, prov:dict, cfg:TrainConfig):
         raise Ssl3dError(f"{out_dir}: holds a run with a different {', '.join(diff)}; use another --out or --no-resume "
                          f"(resume=False) to start over")
 
-def pretrain(data, # dataset folder / dataset.json / CSV manifest
+def pretrain(data, # dataset folder / dataset.json / CSV manifest, or a list of them (pooled)
              method:str='vectorpose', # registered method name
              out_dir='runs/pretrain', # run folder (final.pt, checkpoint.pt, config.json, log.csv)
              preset:str='cpu-small', # method + training + data preset: 'cpu-small' or 'paper'
@@ -145,12 +178,17 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest
     cls = METHODS.get(method)
     dp = PRETRAIN_DATA_PRESETS.get(preset, PRETRAIN_DATA_PRESETS['cpu-small'])
     if preset not in cls.presets(): raise Ssl3dError(f"method {method!r}: unknown preset {preset!r}; available: {sorted(cls.presets())}")
-    subjects, info = pretrain_subjects(data, split, splits_file, dp['spacing'] if spacing == 'preset' else spacing, modality, hu_range)
+    datas = [data] if isinstance(data, (str, Path)) else list(data)
+    sp_, uses_labels = dp['spacing'] if spacing == 'preset' else spacing, bool(getattr(cls, 'USES_LABELS', False))
+    if uses_labels or len(datas) > 1:
+        subjects, info = pooled_pretrain_subjects(datas, split, splits_file, sp_, modality, hu_range, labels=uses_labels)
+    else: subjects, info = pretrain_subjects(datas[0], split, splits_file, sp_, modality, hu_range)
     mo = dict(method_overrides or {})
     C = int(subjects[0]['image'].data.shape[0])
     if 'in_channels' not in mo and C != 1: mo['in_channels'] = C
     seed_everything(seed)
     m = build_method(method, mo, preset=preset)
+    if callable(getattr(m, 'bind_pool', None)): m.bind_pool(subjects, info)  # e.g. MixCL: label space, same-dataset partners
     tkw = {**cls.TRAIN_PRESETS.get(preset, {}), **(train_overrides or {}), 'seed': seed, 'device': device, 'num_workers': num_workers}
     if progress is not None: tkw['progress'] = progress
     if steps is not None: tkw['steps'] = steps
@@ -174,7 +212,7 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest
     trainer.fit(resume=resume)
     return trainer.final_path
 
-# %% ../nbs/61_pretrain.ipynb 22
+# %% ../nbs/61_pretrain.ipynb 25
 def _load_method_modules():
     "Import every `ssl3d.methods.*` module so all methods are registered (a broken one only warns)."
     import ssl3d.methods as pkg
@@ -239,7 +277,7 @@ def parse_assignments(items:list # ['field=value', ...]
         out[k.strip()] = parse_value(v)
     return out
 
-# %% ../nbs/61_pretrain.ipynb 25
+# %% ../nbs/61_pretrain.ipynb 28
 _FIXED = {'data', 'method', 'out', 'preset', 'steps', 'seed', 'device', 'batch_size', 'lr', 'workers', 'set', 'train_set',
           'no_resume', 'split', 'splits', 'spacing', 'modality', 'samples_per_volume', 'progress', 'help', 'hu_range',
           'no_batched', 'volumes_on_device'}
@@ -256,7 +294,8 @@ def _method_fields() -> dict:
 
 def _configure(p:argparse.ArgumentParser):
     fields = _method_fields()
-    p.add_argument('--data', required=True, help='dataset folder, dataset.json or CSV manifest (read by ssl3d.data.load_dataset)')
+    p.add_argument('--data', required=True, action='append', help='dataset folder, dataset.json or CSV manifest (read by ssl3d.data.load_dataset); '
+                   'repeat to pool datasets (label-aware methods such as mixcl merge their label spaces by name)')
     p.add_argument('--method', default='vectorpose', help=f"registered method: {', '.join(METHODS.names())}")
     p.add_argument('--out', required=True, help='run folder (final.pt, checkpoint.pt, config.json, log.csv)')
     p.add_argument('--preset', default='cpu-small', help="method/training/data preset ('cpu-small', 'paper', or a method's own)")
@@ -309,7 +348,7 @@ def _run(args) -> int:
     if args.lr is not None: to['lr'] = args.lr
     spv = args.samples_per_volume
     if spv is not None and spv != 'auto': spv = int(spv)
-    final = pretrain(args.data, args.method, args.out, preset=args.preset, steps=args.steps, seed=args.seed, device=args.device,
+    final = pretrain(args.data[0] if len(args.data) == 1 else args.data, args.method, args.out, preset=args.preset, steps=args.steps, seed=args.seed, device=args.device,
                      method_overrides=mo, train_overrides=to, split=args.split, splits_file=args.splits, num_workers=args.workers,
                      progress=args.progress, resume=not args.no_resume, spacing=args.spacing if args.spacing else 'preset',
                      modality=args.modality, samples_per_volume=spv, hu_range=tuple(args.hu_range),
