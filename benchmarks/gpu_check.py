@@ -17,7 +17,7 @@ import torch
 from ssl3d.core import pick_device
 from ssl3d.phantoms import write_phantom_dataset
 from ssl3d.methods.core import METHODS, build_method, collate, PretextDataset, BatchedPretextDataset, has_batched, RAW_KEY
-from ssl3d.pretrain import pretrain_subjects, _load_method_modules
+from ssl3d.pretrain import pretrain_subjects, pooled_pretrain_subjects, _load_method_modules
 from ssl3d.train import TrainConfig, train_config, TRAIN_PRESETS
 from ssl3d.batched import DeviceVolumes, volumes_fit
 
@@ -46,12 +46,13 @@ def bare_step(method, x):
     sum(o.float().mean() for o in outs).backward()
 
 
-def check_method(name, a, subjects, dev):
+def check_method(name, a, subjects, dev, pool_info=None):
     cls = METHODS.get(name)
     want = a.preset or ('tiny' if a.tiny else 'paper')
     preset = want if want in cls.presets() else 'cpu-small'
     torch.manual_seed(0)
     m = build_method(name, None, preset=preset)
+    if callable(getattr(m, 'bind_pool', None)): m.bind_pool(subjects, pool_info)  # as pretrain() does (e.g. MixCL)
     tp = {**cls.TRAIN_PRESETS.get(preset, {})}
     cfg = train_config(preset if preset in TRAIN_PRESETS else None, **tp)
     bs = a.batch_size or (2 if a.tiny else cfg.batch_size)
@@ -154,8 +155,13 @@ def main():
     subjects, _ = pretrain_subjects(data, 'pretrain')
     t0 = time.perf_counter()
     rows = []
+    labelled = None  # label-aware methods (MixCL) pretrain on the labelled cases, in the pooled label space
     for name in methods:
-        try: rows.append(check_method(name, a, subjects, dev))
+        subj, info = subjects, None
+        if getattr(METHODS.get(name), 'USES_LABELS', False):
+            labelled = labelled or pooled_pretrain_subjects([data], 'pretrain', labels=True)
+            subj, info = labelled
+        try: rows.append(check_method(name, a, subj, dev, info))
         except Exception as e: rows.append(dict(method=name, error=f'{type(e).__name__}: {e}'))
         print(json.dumps(rows[-1]), flush=True)
     le = None if a.no_label_efficiency else label_efficiency(a, out, dev)

@@ -92,7 +92,9 @@ def test_label_efficiency_accepts_mae_and_alice(tmp_path):
     out = papermill(tmp_path, 'label_efficiency', ('methods', 'mae,alice'), ('seeds', '0'), ('label_fractions', '1.0'),
                     ('pretrain_steps', 2), ('finetune_steps', 2))
     df = pd.read_csv(out / 'results.csv')
-    assert set(df['method']) == {'mae', 'alice'}
+    assert set(df['method']) == {'random', 'mae', 'alice'}  # the protocol adds a random-init control per network
+    assert df[df['method'] == 'random']['network'].nunique() == 2 and df['architecture'].nunique() == 2  # ResNet and ViT
+    for arch, g in df.groupby('architecture'): assert 'random' in set(g['method']), arch
     ck = load_checkpoint(next((out / 'pretrain').glob('*alice*/final.pt')))
     assert ck['provenance']['backbone']['arch'] == 'vit'
 
