@@ -225,7 +225,7 @@ def parse_assignments(items:list # ['field=value', ...]
 
 # %% ../nbs/61_pretrain.ipynb 25
 _FIXED = {'data', 'method', 'out', 'preset', 'steps', 'seed', 'device', 'batch_size', 'lr', 'workers', 'set', 'train_set',
-          'no_resume', 'split', 'splits', 'spacing', 'modality', 'samples_per_volume', 'progress', 'help', 'hu_range'}
+          'no_resume', 'split', 'splits', 'spacing', 'modality', 'samples_per_volume', 'progress', 'help', 'hu_range', 'logger'}
 
 def _method_fields() -> dict:
     "{field: {method: default}} over the registered methods."
@@ -257,6 +257,7 @@ def _configure(p:argparse.ArgumentParser):
                    help='CT window mapped to [0, 1] (default the Models Genesis -1000 1000; fine-tune with the same)')
     p.add_argument('--samples-per-volume', default=None, help="crops per volume per epoch: an int or 'auto' (default: the preset)")
     p.add_argument('--no-resume', action='store_true', help='start over even if --out holds a checkpoint')
+    p.add_argument('--logger', default='csv', choices=['csv', 'tensorboard'], help='tensorboard: also write event files to OUT/tb (needs the tensorboard extra)')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bar (default: when a terminal)')
     p.add_argument('--set', nargs='+', default=[], metavar='FIELD=VALUE', help='method Config fields, e.g. --set eta=0.1 units=mm')
     p.add_argument('--train-set', nargs='+', default=[], metavar='FIELD=VALUE', help=f"TrainConfig fields: {', '.join(f.name for f in dataclasses.fields(TrainConfig))}")
@@ -287,6 +288,7 @@ def _run(args) -> int:
     if set(to) - tf: raise Ssl3dError(f"--train-set: unknown TrainConfig field(s) {sorted(set(to) - tf)}; fields: {', '.join(sorted(tf))}")
     if args.batch_size is not None: to['batch_size'] = args.batch_size
     if args.lr is not None: to['lr'] = args.lr
+    if args.logger != 'csv': to['logger'] = args.logger
     spv = args.samples_per_volume
     if spv is not None and spv != 'auto': spv = int(spv)
     final = pretrain(args.data, args.method, args.out, preset=args.preset, steps=args.steps, seed=args.seed, device=args.device,
