@@ -21,7 +21,7 @@ from .losses import dice_ce_loss
 from .transforms import finetune_augmentation
 from .train import Trainer, train_config, save_checkpoint, load_checkpoint, provenance
 from .pretrain import dataset_fingerprint
-from .checkpoints import read_pretrained, check_preprocessing, preprocessing_record, export_hf
+from .checkpoints import read_pretrained, resolve_init, check_preprocessing, preprocessing_record, export_hf
 from .evaluate import (sliding_window_predict, segmentation_metrics, summarize_metrics, write_metrics, format_table,
                             save_prediction, spacing_from_affine)
 
@@ -358,6 +358,7 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
             ) -> Path: # out_dir/best.pt
     "Fine-tune a segmentation network from `init` on a label fraction of `data`; returns the best checkpoint."
     t0 = time.time()
+    if str(init).startswith('hf://'): init = resolve_init(init)  # download (or fail) before any data is read
     cfg = finetune_config(preset, **{**(overrides or {}), **({} if steps is None else dict(steps=int(steps)))})
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     splits, spath = ensure_splits(data, seed, splits_file, cfg.split_fractions, fallback_dir=out)
