@@ -14,6 +14,7 @@ from .data import discover_dataset, load_dataset, preprocessing, load_splits
 from .methods.core import METHODS, PretextDataset, build_method
 import ssl3d.methods.vectorpose, ssl3d.methods.models_genesis  # register the methods defined by this project's notebooks
 from .train import TRAIN_PRESETS, TrainConfig, Trainer, train_config
+from .probe import ProbeConfig, OnlineProbe, plot_probe
 
 # %% auto 0
 __all__ = ['PRETRAIN_DATA_PRESETS', 'MIN_ITERS_PER_EPOCH', 'samples_per_volume_for', 'epochs_to_steps', 'pretrain_subjects',
@@ -103,7 +104,31 @@ def dataset_fingerprint(subjects:list # subjects with `image` and `id` (e.g. fro
         h.update(np.round(sample.numpy(), 4).tobytes())
     return h.hexdigest()
 
-# %% ../nbs/61_pretrain.ipynb 16
+# %% ../nbs/61_pretrain.ipynb 17
+def _online_probe(data, splits_file, info:dict, preset:str, every:int|None, steps:int, overrides:dict|None):
+    "The `OnlineProbe` of a pretraining run, or None (off, or the default with fewer than two labelled cases)."
+    explicit = every is not None
+    if every is None: every = max(1, int(steps) // 4) if preset == 'cpu-small' else 0
+    if not every: return None
+    cfg = ProbeConfig(**{**(overrides or {}), 'every': int(every)})
+    found = discover_dataset(data, split='training')
+    lab = {c['id'] for c in found['cases'] if c['label'] is not None}
+    if splits_file is not None:
+        sp = load_splits(splits_file)
+        fit_ids, val_ids = [i for i in sp['train'] if i in lab][:cfg.volumes], [i for i in sp['val'] if i in lab][:cfg.val_volumes]
+    else:
+        ids = sorted(lab); nv = min(cfg.val_volumes, len(ids) // 2)
+        fit_ids, val_ids = ids[:min(cfg.volumes, len(ids) - nv)], ids[len(ids) - nv:] if nv else []
+    if not fit_ids or not val_ids:
+        if explicit: raise DataError(f"{data}: the online probe needs labelled cases to fit on and to score on; found {len(lab)} labelled")
+        return None
+    subs = {s['id']: s for s in load_dataset(data, split='training', validate=False)}
+    K = max(found['labels']) + 1 if found['labels'] else None
+    if K is None: K = int(max(subs[i]['label'].data.max().item() for i in fit_ids + val_ids)) + 1
+    tr = preprocessing(info['modality'], spacing=info['spacing'], hu_range=tuple(info['hu_range']))
+    return OnlineProbe([subs[i] for i in fit_ids], [subs[i] for i in val_ids], K, tr, cfg)
+
+# %% ../nbs/61_pretrain.ipynb 18
 def _same_run(out_dir:Path, prov:dict, cfg:TrainConfig):
     p = out_dir / 'config.json'
     if not p.exists(): return
@@ -130,7 +155,9 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest
              spacing='preset', # resampling spacing, None, or 'preset'
              modality:str='auto', # 'auto', 'ct' or 'mr'
              samples_per_volume:int|str|None=None, # crops per volume per epoch (None: the data preset's)
-             hu_range:tuple=(-1000, 1000) # CT window mapped to [0, 1] (use the same when fine-tuning)
+             hu_range:tuple=(-1000, 1000), # CT window mapped to [0, 1] (use the same when fine-tuning)
+             probe_every:int|None=None, # online probe every N steps (0: off; None: cpu-small on when the data have labels, else off)
+             probe_config:dict|None=None # `ssl3d.probe.ProbeConfig` fields (volumes, val_volumes, steps, ...)
             ) -> Path: # path of final.pt
     "Pretrain `method` on the images of `data` and return the path of the run's `final.pt`."
     if method not in METHODS: _load_method_modules()  # e.g. 'pgl' when only vectorpose was imported
@@ -146,19 +173,23 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest
     tkw = {**cls.TRAIN_PRESETS.get(preset, {}), **(train_overrides or {}), 'seed': seed, 'device': device, 'num_workers': num_workers}
     if progress is not None: tkw['progress'] = progress
     if steps is not None: tkw['steps'] = steps
+    probe = _online_probe(data, splits_file, info, preset, probe_every, tkw.get('steps') or train_config(preset if preset in TRAIN_PRESETS else None, **tkw).steps, probe_config)
+    if probe is not None: tkw['eval_every'] = probe.cfg.every
     cfg = train_config(preset if preset in TRAIN_PRESETS else None, **tkw)
     spv = samples_per_volume_for(len(subjects), cfg.batch_size, dp['samples_per_volume'] if samples_per_volume is None else samples_per_volume)
     fp = dataset_fingerprint(subjects)
     prov = dict(method=m.name, config=config_to_dict(m.config), backbone=dict(m.backbone_kwargs), dataset_fingerprint=fp,
                 preset=preset, data={**info, 'samples_per_volume': spv})
+    if probe is not None: prov['probe'] = dataclasses.asdict(probe.cfg)
     out_dir = Path(out_dir)
     if resume: _same_run(out_dir, prov, cfg)
     ds = PretextDataset(subjects, m, samples_per_volume=spv, seed=seed)
-    trainer = Trainer(m, ds, cfg, out_dir, provenance=prov)
+    trainer = Trainer(m, ds, cfg, out_dir, eval_fn=probe, provenance=prov)
     trainer.fit(resume=resume)
+    if probe is not None and trainer.rank == 0: plot_probe(out_dir)
     return trainer.final_path
 
-# %% ../nbs/61_pretrain.ipynb 22
+# %% ../nbs/61_pretrain.ipynb 24
 def _load_method_modules():
     "Import every `ssl3d.methods.*` module so all methods are registered (a broken one only warns)."
     import ssl3d.methods as pkg
@@ -223,9 +254,9 @@ def parse_assignments(items:list # ['field=value', ...]
         out[k.strip()] = parse_value(v)
     return out
 
-# %% ../nbs/61_pretrain.ipynb 25
+# %% ../nbs/61_pretrain.ipynb 27
 _FIXED = {'data', 'method', 'out', 'preset', 'steps', 'seed', 'device', 'batch_size', 'lr', 'workers', 'set', 'train_set',
-          'no_resume', 'split', 'splits', 'spacing', 'modality', 'samples_per_volume', 'progress', 'help', 'hu_range', 'logger'}
+          'no_resume', 'split', 'splits', 'spacing', 'modality', 'samples_per_volume', 'progress', 'help', 'hu_range', 'logger', 'probe_every', 'probe_volumes', 'probe_val_volumes', 'probe_steps'}
 
 def _method_fields() -> dict:
     "{field: {method: default}} over the registered methods."
@@ -257,6 +288,10 @@ def _configure(p:argparse.ArgumentParser):
                    help='CT window mapped to [0, 1] (default the Models Genesis -1000 1000; fine-tune with the same)')
     p.add_argument('--samples-per-volume', default=None, help="crops per volume per epoch: an int or 'auto' (default: the preset)")
     p.add_argument('--no-resume', action='store_true', help='start over even if --out holds a checkpoint')
+    p.add_argument('--probe-every', type=int, default=None, help='online segmentation probe every N steps (0: off; default: on for cpu-small when the data have labels)')
+    p.add_argument('--probe-volumes', type=int, default=None, help='labelled volumes the probe is fit on (default 2)')
+    p.add_argument('--probe-val-volumes', type=int, default=None, help='labelled volumes the probe is scored on (default 2)')
+    p.add_argument('--probe-steps', type=int, default=None, help='optimiser steps of each probe fit (default 300)')
     p.add_argument('--logger', default='csv', choices=['csv', 'tensorboard'], help='tensorboard: also write event files to OUT/tb (needs the tensorboard extra)')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bar (default: when a terminal)')
     p.add_argument('--set', nargs='+', default=[], metavar='FIELD=VALUE', help='method Config fields, e.g. --set eta=0.1 units=mm')
@@ -294,7 +329,8 @@ def _run(args) -> int:
     final = pretrain(args.data, args.method, args.out, preset=args.preset, steps=args.steps, seed=args.seed, device=args.device,
                      method_overrides=mo, train_overrides=to, split=args.split, splits_file=args.splits, num_workers=args.workers,
                      progress=args.progress, resume=not args.no_resume, spacing=args.spacing if args.spacing else 'preset',
-                     modality=args.modality, samples_per_volume=spv, hu_range=tuple(args.hu_range))
+                     modality=args.modality, samples_per_volume=spv, hu_range=tuple(args.hu_range), probe_every=args.probe_every,
+                     probe_config={k: v for k, v in dict(volumes=args.probe_volumes, val_volumes=args.probe_val_volumes, steps=args.probe_steps).items() if v is not None})
     print(f"wrote {final}")
     return 0
 

@@ -250,8 +250,11 @@ def _fit(self:Trainer,
                 self._train_step(model, batch, epoch)
                 s = self.step
                 ckpt_now = (cfg.ckpt_every and s % cfg.ckpt_every == 0) or s == target
+                eval_now = self.eval_fn is not None and ((cfg.eval_every and s % cfg.eval_every == 0) or s == cfg.steps)
+                early = eval_now and bool(getattr(self.eval_fn, 'log_keys', None))
+                if early: self._eval()  # before the flush: the eval_fn's log_keys go into this step's log.csv row
                 if s % cfg.log_every == 0 or ckpt_now: self._flush()
-                if self.eval_fn is not None and ((cfg.eval_every and s % cfg.eval_every == 0) or s == cfg.steps): self._eval()
+                if eval_now and not early: self._eval()
                 if ckpt_now: self._save()
                 if bar is not None: bar.update(1)
         finally:
@@ -379,11 +382,15 @@ def _flush(self:Trainer):
     if self.world > 1: dist.all_reduce(vals); vals = vals / self.world
     cols = ['step', 'epoch', 'lr'] + self.terms + (['grad_norm'] if self.config.clip_grad else [])
     rows = [dict(zip(cols, [s, e, lr, *v])) for (s, e, lr, _), v in zip(self._buf, vals.cpu().tolist())]
+    extra = list(getattr(self.eval_fn, 'log_keys', None) or [])  # e.g. the online probe's Dice, empty between evals
+    if extra:
+        cols = cols + extra; done = getattr(self, '_eval_log', {})
+        for r in rows: r.update({k: done.get(r['step'], {}).get(k, '') for k in extra})
     self._buf = []
     bad_at = next((i for i, r in enumerate(rows) if not all(math.isfinite(r[k]) for k in self.terms)), None)
     if bad_at is not None: rows = rows[:bad_at + 1]
     if self.rank == 0: _append_csv(self.log_path, cols, rows)
-    if getattr(self, '_tb', None) is not None: _tb_rows(self._tb, rows, 'train/')
+    if getattr(self, '_tb', None) is not None: _tb_rows(self._tb, [{k: v for k, v in r.items() if k not in extra} for r in rows], 'train/')
     self.history['train'] += rows
     if bad_at is not None:
         r = rows[-1]
@@ -403,6 +410,7 @@ def _eval(self:Trainer):
         _append_csv(self.eval_path, list(row), [row])
         if getattr(self, '_tb', None) is not None: _tb_rows(self._tb, [row], 'eval/')
         self.history['eval'].append(row)
+        self._eval_log = {**getattr(self, '_eval_log', {}), self.step: row}
     if self.world > 1: dist.barrier()
 
 def _save(self:Trainer):
@@ -444,5 +452,5 @@ def tensorboard_writer(log_dir:str|Path # folder for the event files
 def _tb_rows(writer, rows:list, prefix:str):
     for r in rows:
         for k, v in r.items():
-            if k not in ('step', 'epoch'): writer.add_scalar(prefix + k, float(v), int(r['step']))
+            if k not in ('step', 'epoch') and v != '': writer.add_scalar(prefix + k, float(v), int(r['step']))
     writer.flush()

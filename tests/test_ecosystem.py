@@ -159,3 +159,19 @@ def test_tensorboard_logger(nn_run, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)  # the extra is missing
     assert main(['pretrain', '--data', str(data), '--out', str(tmp_path/'tb2'), '--logger', 'tensorboard', *TINY_PRE]) == 2
     assert "needs the tensorboard extra" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_online_probe_in_log_and_plot(nn_run, tmp_path):
+    root, data, _ = nn_run
+    out = tmp_path/'probe'
+    assert main(['pretrain', '--data', str(data), '--out', str(out), '--probe-every', '1', '--probe-volumes', '1',
+                 '--probe-val-volumes', '1', '--probe-steps', '30', *TINY_PRE]) == 0
+    log, ev = _rows(out/'log.csv'), _rows(out/'eval.csv')
+    assert [int(r['step']) for r in ev] == [1, 2] and 'probe_dice' in log[0]
+    assert [float(r['probe_dice']) for r in log] == [float(r['probe_dice']) for r in ev]
+    assert all(0 <= float(r['probe_dice']) <= 1 for r in ev)
+    assert (out/'probe.png').stat().st_size > 1000
+    assert json.loads((out/'config.json').read_text())['provenance']['probe']['volumes'] == 1
+    # off by default for presets other than cpu-small (the tiny run above has no probe files)
+    assert not (root/'pre'/'eval.csv').exists() and 'probe_dice' not in (root/'pre'/'log.csv').read_text()
