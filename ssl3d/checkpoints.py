@@ -29,8 +29,9 @@ def sidecar_path(weights:str|Path # a .safetensors file
     "Where the sidecar of a weights file lives."
     return Path(weights).with_suffix('.json')
 
-def file_sha256(path:str|Path) -> str:
-    "SHA-256 of a file (hex)."
+def file_sha256(path:str|Path # any file
+               ) -> str: # hex digest
+    "SHA-256 of a file."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for b in iter(lambda: f.read(1 << 20), b''): h.update(b)

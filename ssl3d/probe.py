@@ -50,7 +50,8 @@ def _pad32(x:torch.Tensor) -> tuple:
 class LinearProbe(nn.Module):
     "A 1×1×1 convolution on the concatenated, upsampled encoder stages, applied stage by stage."
     def __init__(self, channels:Sequence[int], # channels of each encoder stage
-                 n_classes:int):
+                 n_classes:int # classes incl. background
+                ):
         super().__init__()
         self.channels = list(channels)
         self.weight = nn.Parameter(torch.zeros(n_classes, sum(self.channels)))  # zero init: no RNG
@@ -142,7 +143,8 @@ class OnlineProbe:
                  val_subjects:Sequence[tio.Subject], # labelled subjects to score on
                  n_classes:int, # classes incl. background
                  transform=None, # the pretraining preprocessing
-                 config:ProbeConfig|None=None):
+                 config:ProbeConfig|None=None # probe settings (default `ProbeConfig()`)
+                ):
         self.cfg = config or ProbeConfig()
         self.n_classes = int(n_classes)
         def prep(subjects, what):
