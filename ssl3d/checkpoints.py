@@ -17,7 +17,9 @@ __all__ = ['WEIGHTS_NAME', 'SIDECAR_NAME', 'SIDECAR_FORMAT', 'PREPROCESSING_FIEL
            'resolve_init', 'read_pretrained', 'check_preprocessing', 'model_card', 'export_hf']
 
 # %% ../nbs/45_checkpoints.ipynb 7
-WEIGHTS_NAME, SIDECAR_NAME, SIDECAR_FORMAT = 'model.safetensors', 'model.json', 'ssl3d-weights-1'
+WEIGHTS_NAME = 'model.safetensors'  #: weights file of a run folder / model folder
+SIDECAR_NAME = 'model.json'  #: its sidecar in a run folder (a model folder uses config.json)
+SIDECAR_FORMAT = 'ssl3d-weights-1'  #: format tag stored in the safetensors header and the sidecar
 
 def _safetensors():
     try: import safetensors.torch as st
