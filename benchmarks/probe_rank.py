@@ -36,6 +36,7 @@ def main():
     ap.add_argument('--label-fraction', type=float, default=0.5)
     ap.add_argument('--probe-volumes', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--device', default='cpu')
     a = ap.parse_args()
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     data = out/'data'
@@ -46,7 +47,7 @@ def main():
     for method, preset, over in METHODS:
         for steps in (a.short, a.long):
             run = out/f'{method}_{steps}'
-            pretrain(data, method, run, preset=preset, steps=steps, seed=a.seed, device='cpu', splits_file=spath,
+            pretrain(data, method, run, preset=preset, steps=steps, seed=a.seed, device=a.device, splits_file=spath,
                      method_overrides=over, train_overrides={'batch_size': 2}, probe_every=steps, probe_config=pc)
             ev = list(csv.DictReader(open(run/'eval.csv')))
             rows.append(dict(name=f'{method} {steps}', init=str(run), probe=float(ev[-1]['probe_dice'])))
@@ -55,13 +56,14 @@ def main():
     enc, _ = build_backbone(preset='tiny')
     subs = load_dataset(data, validate=False)
     tr = preprocessing('ct')
+    enc = enc.to(a.device)
     probe = OnlineProbe(select_subjects(subs, splits['train'][:a.probe_volumes]), select_subjects(subs, splits['val']), 14, tr,
                         ProbeConfig(**pc))
     rows.append(dict(name='random init', init='none', probe=fit_probe(enc.eval(), probe.fit, probe.val, 14, probe.cfg)['probe_dice']))
     for r in rows:
         ft_dir = out/('ft_' + r['name'].replace(' ', '_'))
-        best = finetune(data, r['init'], ft_dir, a.label_fraction, a.seed, a.ft_preset, a.ft_steps, 'cpu', spath, verbose=False)
-        m = evaluate_model(best, data, ft_dir/'eval', split='test', device='cpu', save_predictions=False, verbose=False)
+        best = finetune(data, r['init'], ft_dir, a.label_fraction, a.seed, a.ft_preset, a.ft_steps, a.device, spath, verbose=False)
+        m = evaluate_model(best, data, ft_dir/'eval', split='test', device=a.device, save_predictions=False, verbose=False)
         r['finetune'] = float(np.nanmean([x['value'] for x in m if x['metric'] == 'dice']))
     rho, p = spearmanr([r['probe'] for r in rows], [r['finetune'] for r in rows])
     print(f"{'checkpoint':<22}{'probe Dice':>12}{'fine-tune test Dice':>22}")
