@@ -14,7 +14,7 @@ from .core import Ssl3dError, atomic_write, save_json, load_json
 # %% auto 0
 __all__ = ['WEIGHTS_NAME', 'SIDECAR_NAME', 'SIDECAR_FORMAT', 'PREPROCESSING_FIELDS', 'sidecar_path', 'file_sha256',
            'save_weights', 'load_weights', 'architecture_fingerprint', 'preprocessing_record', 'make_sidecar',
-           'resolve_init', 'read_pretrained', 'check_preprocessing', 'model_card', 'export_hf']
+           'resolve_init', 'read_pretrained', 'check_preprocessing', 'model_card', 'label_efficiency', 'export_hf']
 
 # %% ../nbs/45_checkpoints.ipynb 7
 WEIGHTS_NAME = 'model.safetensors'  #: weights file of a run folder / model folder
@@ -200,17 +200,32 @@ def model_card(sidecar:dict, # the exported config
              f"| modality | {pre.get('modality')} |", f"| CT window (HU) | {pre.get('hu_range')} |", f"| spacing (mm) | {pre.get('spacing') or 'native'} |",
              f"| orientation | {pre.get('orientation')} |", '']
     if results:
-        lines += ['## Label efficiency', '', '| label fraction | Dice |', '|---|---|']
-        lines += [f"| {float(r['label_fraction']):g} | {float(r['dice']):.3f} |" for r in results] + ['']
+        lines += ['## Label efficiency', '', 'Fine-tuned Dice (mean over the rows of the results file) per fraction of labelled training volumes:', '',
+                  '| label fraction | Dice | rows |', '|---|---|---|']
+        lines += [f"| {float(r['label_fraction']):g} | {float(r['dice']):.3f} | {r.get('n', '')} |" for r in results] + ['']
     else: lines += ['No label-efficiency result was recorded with this checkpoint.', '']
     lines += ['## Use', '', '```bash', 'ssl3d finetune --data DATA --init DIR_OR_hf://owner/name --out runs/ft', '```', '',
               'Fine-tuning rebuilds the network and the preprocessing from `config.json` and warns, naming the field, '
               'where your choices differ.', '']
     return '\n'.join(lines)
 
+def label_efficiency(path:str|Path, # tidy results CSV (`ssl3d.experiments`: method, label_fraction, metric, value) or label_fraction,dice rows
+                     method:str|None=None # keep this method's rows (tidy files)
+                    ) -> list[dict]: # [{label_fraction, dice, n}] sorted by fraction
+    "Mean Dice per label fraction from a results file, for the model card."
+    import csv
+    with open(path, newline='') as f: rows = list(csv.DictReader(f))
+    if rows and 'metric' in rows[0]:
+        rows = [dict(label_fraction=r['label_fraction'], dice=r['value']) for r in rows if r['metric'] == 'dice'
+                and (method is None or r.get('method', method) == method) and r['value'] not in ('', 'nan', 'NaN')]
+    by = {}
+    for r in rows: by.setdefault(float(r['label_fraction']), []).append(float(r['dice']))
+    return [dict(label_fraction=f, dice=sum(v) / len(v), n=len(v)) for f, v in sorted(by.items())]
+
 def export_hf(model:str|Path, # pretraining run folder, model.safetensors or legacy final.pt
               out:str|Path, # output folder
-              licence:str='other' # licence field of the model card
+              licence:str='other', # licence field of the model card
+              results:str|Path|None=None # label-efficiency results for the card (default: RUN/label_efficiency.csv when present)
              ) -> Path: # the folder
     "Write a Hugging Face-style model folder: config.json, model.safetensors and a README.md model card."
     ck = read_pretrained(model)
@@ -219,12 +234,13 @@ def export_hf(model:str|Path, # pretraining run folder, model.safetensors or leg
     state = {f'{m}.{k}': v for m in ('encoder', 'decoder') if tr.get(m) for k, v in tr[m].items()}
     cfg = {k: v for k, v in ck['sidecar'].items() if k != 'weights_sha256'}
     cfg.update(library_name='ssl3d', model_type=f"ssl3d-{cfg.get('method')}", has_decoder=bool(tr.get('decoder')))
+    name = lambda p: None if p is None else Path(str(p)).name  # no local paths in a published folder
+    cfg['dataset'] = name(cfg.get('dataset'))
+    if isinstance(cfg.get('data'), dict): cfg['data'] = {**cfg['data'], 'data': name(cfg['data'].get('data')), 'splits_file': name(cfg['data'].get('splits_file'))}
     save_weights(out/WEIGHTS_NAME, state)
     save_json({**cfg, 'weights_sha256': file_sha256(out/WEIGHTS_NAME)}, out/'config.json')
-    res_file = Path(ck['path']).parent/'label_efficiency.csv'
-    results = None
-    if res_file.exists():
-        import csv
-        with open(res_file, newline='') as f: results = list(csv.DictReader(f))
-    atomic_write(out/'README.md', lambda p: p.write_text(model_card(cfg, results, licence)))
+    res = Path(results) if results is not None else Path(ck['path']).parent/'label_efficiency.csv'
+    if results is not None and not res.exists(): raise Ssl3dError(f"{res}: results file not found")
+    rows = label_efficiency(res, cfg.get('method')) if res.exists() else None
+    atomic_write(out/'README.md', lambda p: p.write_text(model_card(cfg, rows, licence)))
     return out

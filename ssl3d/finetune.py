@@ -558,11 +558,12 @@ def _cfg_export(p):
     p.add_argument('--out', default=None, help='monai: output state dict (+ .json with the network and kwargs; default encoder_monai.pt); hf: output folder')
     p.add_argument('--format', default='monai', choices=['monai', 'hf'], help="monai: encoder for MONAI's ResNet; hf: Hugging Face-style folder (config.json, model.safetensors, README.md)")
     p.add_argument('--licence', default='other', help='hf: licence field of the model card')
+    p.add_argument('--results', default=None, help='hf: label-efficiency results for the model card (tidy results.csv of ssl3d.experiments)')
 
 def _run_export(a):
     if a.format == 'hf':
         if not a.out: raise Ssl3dError("--format hf needs --out DIR (the model folder to write)")
-        d = export_hf(a.model, a.out, a.licence)
+        d = export_hf(a.model, a.out, a.licence, a.results)
         print(f"wrote {d}: config.json, model.safetensors, README.md; fine-tune with ssl3d finetune --init {d}")
         return 0
     p = export_encoder_monai(a.model, a.out or 'encoder_monai.pt')
