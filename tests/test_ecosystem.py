@@ -133,6 +133,12 @@ def test_hf_export_then_finetune_offline(nn_run, tmp_path, monkeypatch):
     assert main(['finetune', '--data', str(data), '--init', str(hf), '--steps', '2', '--out', str(tmp_path/'ft'), *TINY_FT]) == 0
     rep = json.loads((tmp_path/'ft'/'load_report.json').read_text())
     assert not rep['missing'] and not rep['unexpected'] and len(rep['loaded']) > 100
+    # with a label-efficiency result (tidy results.csv as ssl3d.experiments writes it) the card shows it
+    (tmp_path/'results.csv').write_text('method,dataset,label_fraction,seed,class,metric,value\n'
+                                        'vectorpose,D,0.25,0,liver,dice,0.4\nvectorpose,D,0.25,1,liver,dice,0.6\nrandom,D,0.25,0,liver,dice,0.1\n')
+    assert main(['export', '--format', 'hf', '--model', str(pre), '--out', str(tmp_path/'hf2'), '--results', str(tmp_path/'results.csv')]) == 0
+    assert '| 0.25 | 0.500 | 2 |' in (tmp_path/'hf2'/'README.md').read_text()
+    assert str(tmp_path) not in (tmp_path/'hf2'/'config.json').read_text()  # no local paths published
 
 
 def test_hf_scheme_fails_at_once_without_hub(tmp_path, monkeypatch, capsys):
