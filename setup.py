@@ -24,6 +24,9 @@ requirements = _reqs('requirements')
 extras = {
     # notebooks, plots and papermill grids
     'experiments': ['papermill>=2.4', 'seaborn>=0.12', 'pandas>=1.5', 'jupyterlab', 'scikit-image>=0.21'],
+    # `--logger tensorboard` (event files) and `--init hf://owner/name` (Hub download)
+    'tensorboard': ['tensorboard>=2.10'],
+    'hub': ['huggingface_hub>=0.20'],
     # authoring: nbdev 2 with the versions that work together (see settings.ini)
     'dev': _reqs('dev_requirements'),
 }

@@ -42,15 +42,15 @@ def _match_key(p) -> str:
     return re.sub(r'([_-](0000|img|image|label|seg|mask|gt))$', '', s)
 
 def detect_kind(root:str|Path # dataset folder or CSV manifest
-               ) -> str: # 'msd', 'folder' or 'csv'
+               ) -> str: # 'msd', 'nnunet', 'folder' or 'csv'
     "Guess the dataset layout of `root`."
     root = Path(root)
     if not root.exists(): raise DataError(f"{root}: dataset not found")
     if root.is_file():
         if root.suffix.lower() == '.csv': return 'csv'
-        if root.name == 'dataset.json': return 'msd'
+        if root.name == 'dataset.json': return 'nnunet' if _is_nnunet_json(root) else 'msd'
         raise DataError(f"{root}: not a dataset folder, dataset.json or .csv manifest")
-    if (root/'dataset.json').exists(): return 'msd'
+    if (root/'dataset.json').exists(): return 'nnunet' if _is_nnunet_json(root/'dataset.json') else 'msd'
     if any((root/d).is_dir() for d in _IMG_DIRS) or any(_is_image(p) for p in root.iterdir()): return 'folder'
     raise DataError(f"{root}: no dataset.json, images/ folder or image files found")
 
@@ -126,18 +126,95 @@ def _csv_cases(path:Path):
                           split='training' if lab else 'unlabelled'))
     return cases, dict(name=path.stem, labels={}, modality=[])
 
-# %% ../nbs/01_data.ipynb 11
+# %% ../nbs/01_data.ipynb 12
+_CASE_CHANNEL = re.compile(r'^(?P<case>.+)_(?P<ch>\d{4})$')
+
+def _is_nnunet_json(js:Path) -> bool:
+    "True for an nnU-Net v2 dataset.json: `channel_names` and `file_ending`, no MSD `training` list."
+    try: meta = load_json(js)
+    except Ssl3dError: return False
+    return isinstance(meta, dict) and 'channel_names' in meta and 'file_ending' in meta and 'training' not in meta
+
+def _nnunet_labels(labels, js) -> dict[int, str]:
+    if not isinstance(labels, dict) or not labels:
+        raise DataError(f"{js}: 'labels' must map names to ints, e.g. {{'background': 0, 'liver': 1}}")
+    bad = {k: v for k, v in labels.items() if not isinstance(v, int) or isinstance(v, bool)}
+    if bad: raise DataError(f"{js}: labels {bad} are not plain ints (region-based labels are not supported)")
+    vals = sorted(labels.values())
+    if vals != list(range(len(vals))):
+        raise DataError(f"{js}: label values {vals} are not consecutive from 0 (nnU-Net v2 needs 0, 1, ..., K-1)")
+    return {v: str(k) for k, v in labels.items()}
+
+def _nnunet_files(root:Path, d:Path, ending:str, js) -> list[Path]:
+    out = []
+    for p in sorted(d.iterdir()):
+        if p.name.startswith('.') or not p.is_file(): continue
+        if not p.name.endswith(ending): raise DataError(f"{p}: file ending differs from the file_ending {ending!r} of {js}")
+        out.append(_inside(root, str(p.relative_to(root)), str(p)))
+    return out
+
+def _nnunet_images(root:Path, d:Path, ending:str, n_ch:int, js) -> dict:
+    "{case: [channel files]} of an imagesTr/imagesTs folder; a missing or extra channel file is an error naming the case."
+    groups = {}
+    for p in _nnunet_files(root, d, ending, js):
+        m = _CASE_CHANNEL.match(p.name[:-len(ending)])
+        if not m: raise DataError(f"{d/p.name}: not named CASE_XXXX{ending} (XXXX: the 4-digit channel index)")
+        groups.setdefault(m['case'], {})[int(m['ch'])] = p
+    out = {}
+    for case, chans in groups.items():
+        missing = [f"{case}_{k:04d}{ending}" for k in range(n_ch) if k not in chans]
+        if missing: raise DataError(f"case {case!r} in {d}: missing channel file(s) {', '.join(missing)}; "
+                                    f"{js} declares {n_ch} channel(s)")
+        extra = [f"{case}_{k:04d}{ending}" for k in sorted(set(chans) - set(range(n_ch)))]
+        if extra: raise DataError(f"case {case!r} in {d}: channel file(s) {', '.join(extra)} beyond the {n_ch} in channel_names")
+        out[case] = [chans[k] for k in range(n_ch)]
+    return out
+
+def _nnunet_cases(root:Path, split:str):
+    js = root/'dataset.json'
+    try: meta = load_json(js)
+    except Ssl3dError as e: raise DataError(str(e)) from e
+    if not isinstance(meta, dict): raise DataError(f"{js}: expected a JSON object")
+    ending = meta.get('file_ending')
+    if not isinstance(ending, str) or ending.lower() not in IMAGE_EXTENSIONS:
+        raise DataError(f"{js}: file_ending {ending!r} is not a format ssl3d reads; use one of {', '.join(IMAGE_EXTENSIONS)}")
+    ch = meta.get('channel_names')
+    try: keys = sorted(int(k) for k in ch) if isinstance(ch, dict) else None
+    except ValueError: keys = None
+    if not ch or keys != list(range(len(ch))): raise DataError(f"{js}: channel_names must map '0', '1', ... to names, got {ch!r}")
+    labels = _nnunet_labels(meta.get('labels'), js)
+    cases = []
+    for s, idir, ldir in (('training', 'imagesTr', 'labelsTr'), ('test', 'imagesTs', 'labelsTs')):
+        if split not in (s, 'all'): continue
+        if not (root/idir).is_dir():
+            if s == 'training': raise DataError(f"{root}: no imagesTr/ folder (nnU-Net v2 layout)")
+            continue
+        imgs = _nnunet_images(root, root/idir, ending, len(ch), js)
+        labs = {p.name[:-len(ending)]: p for p in (_nnunet_files(root, root/ldir, ending, js) if (root/ldir).is_dir() else [])}
+        orphans = sorted(set(labs) - set(imgs))
+        if orphans: raise DataError(f"{root/ldir/(orphans[0] + ending)}: case {orphans[0]!r} has a label but no image "
+                                    f"{orphans[0]}_0000{ending} in {idir}/")
+        if s == 'training':
+            nolab = sorted(set(imgs) - set(labs))
+            if nolab: raise DataError(f"case {nolab[0]!r}: no label file {ldir}/{nolab[0]}{ending} (every nnU-Net training case needs one)")
+            n = meta.get('numTraining')
+            if isinstance(n, int) and n != len(imgs): raise DataError(f"{js}: numTraining is {n} but imagesTr holds {len(imgs)} case(s)")
+        cases += [dict(id=c, image=f[0] if len(f) == 1 else f, label=labs.get(c), split=s) for c, f in sorted(imgs.items())]
+    return cases, dict(name=meta.get('name', root.name), labels=labels, modality=[str(ch[k]) for k in sorted(ch, key=int)])
+
+# %% ../nbs/01_data.ipynb 13
 def discover_dataset(root:str|Path, # dataset folder, its dataset.json, or a CSV manifest
-                     kind:str='auto', # 'auto', 'msd', 'folder' or 'csv'
+                     kind:str='auto', # 'auto', 'msd', 'nnunet', 'folder' or 'csv'
                      split:str='training' # 'training', 'test', 'unlabelled' or 'all'
                     ) -> dict: # name, kind, root, labels {value: name}, modality list, cases [{id, image, label, split}]
     "List the cases of a dataset without reading any image."
     root = Path(root)
     if split not in SPLITS: raise Ssl3dError(f"split={split!r}; choose one of {', '.join(SPLITS)}")
     if kind == 'auto': kind = detect_kind(root)
-    if kind == 'msd' and root.name == 'dataset.json': root = root.parent
-    if kind not in ('msd', 'folder', 'csv'): raise Ssl3dError(f"kind={kind!r}; choose auto, msd, folder or csv")
+    if kind in ('msd', 'nnunet') and root.name == 'dataset.json': root = root.parent
+    if kind not in ('msd', 'nnunet', 'folder', 'csv'): raise Ssl3dError(f"kind={kind!r}; choose auto, msd, nnunet, folder or csv")
     if kind == 'msd': cases, info = _msd_cases(root, split)
+    elif kind == 'nnunet': cases, info = _nnunet_cases(root, split)
     else:
         if split == 'test': raise DataError(f"{root}: a {kind} dataset has no 'test' list; use a split file (make_splits)")
         cases, info = _folder_cases(root) if kind == 'folder' else _csv_cases(root)
@@ -147,26 +224,31 @@ def discover_dataset(root:str|Path, # dataset folder, its dataset.json, or a CSV
     if dup: raise DataError(f"{root}: duplicate case id(s) {dup[:5]}")
     return dict(kind=kind, root=root, cases=cases, **info)
 
-# %% ../nbs/01_data.ipynb 16
-def make_subject(image:str|Path, # image file (3D, or 4D with channels last)
+# %% ../nbs/01_data.ipynb 20
+def make_subject(image:str|Path|list, # image file (3D, or 4D with channels last), or a list of one file per channel
                  label:str|Path|None=None, # label file, or None for an unlabelled case
                  id:str|None=None, # case id (default: the image name without extension)
                  **extra # further keys stored on the subject
                 ) -> tio.Subject:
     "A `tio.Subject` with keys `image`, optional `label`, `id`, `labelled` and `path` (files are read lazily)."
-    image = Path(image)
-    for p, what in ((image, 'image'), (label, 'label')):
+    files = [Path(p) for p in image] if isinstance(image, (list, tuple)) else [Path(image)]  # nnU-Net: one file per channel
+    image = files[0]
+    for p, what in [(f, 'image') for f in files] + [(label, 'label')]:
         if p is not None and not Path(p).is_file(): raise DataError(f"{p}: {what} file not found")
-    kw = dict(image=tio.ScalarImage(image), id=str(id or _stem(image)), labelled=label is not None, path=str(image))
+    kw = dict(image=tio.ScalarImage(files if len(files) > 1 else image), id=str(id or _stem(image)), labelled=label is not None, path=str(image))
     if label is not None: kw['label'] = tio.LabelMap(Path(label))
     return tio.Subject(**kw, **extra)
 
-# %% ../nbs/01_data.ipynb 17
+# %% ../nbs/01_data.ipynb 21
 def _read(img:tio.Image) -> tio.Image:
     "The image with its data loaded; file-backed images are read into a throwaway copy (memory is not kept)."
     if img.path is None or getattr(img, '_loaded', False): return img
-    if not Path(img.path).is_file(): raise DataError(f"{img.path}: file not found")
-    _check_complete(img.path)
+    for p in _files(img.path):
+        if not Path(p).is_file(): raise DataError(f"{p}: file not found")
+        _check_complete(p)
+    if len(_files(img.path)) > 1:  # channel files (nnU-Net) must share one grid
+        shapes = {str(p): tuple(type(img)(p).spatial_shape) for p in img.path}
+        if len(set(shapes.values())) > 1: raise DataError(f"{_name(img, '?')}: channel files differ in shape {shapes}")
     tmp = type(img)(img.path)
     try:
         with warnings.catch_warnings():
@@ -198,9 +280,11 @@ def _check_complete(path):
     if have < need:
         raise DataError(f"{path}: truncated image: the header promises {'×'.join(map(str, shape))} voxels ({need} bytes) "
                         f"but the file holds {have} bytes")
+def _files(path) -> list: return list(path) if isinstance(path, (list, tuple)) else [path]
 
 def _nonfinite_on_disk(path) -> int:
     "NaN/Inf count of a float NIfTI read with nibabel (SimpleITK, TorchIO's first reader, silently turns them into 0)."
+    if isinstance(path, (list, tuple)): return sum(_nonfinite_on_disk(p) for p in path)
     if not str(path).lower().endswith(('.nii', '.nii.gz')): return 0
     try:
         im = nib.load(str(path))
@@ -208,7 +292,10 @@ def _nonfinite_on_disk(path) -> int:
         return int((~np.isfinite(np.asanyarray(im.dataobj))).sum())
     except Exception as e: raise _corrupt(path, e) from e
 
-def _name(img:tio.Image, sid) -> str: return str(img.path) if img.path is not None else f"subject {sid!r}"
+def _name(img:tio.Image, sid) -> str:
+    if img.path is None: return f"subject {sid!r}"
+    fs = _files(img.path)
+    return str(fs[0]) + (f" (+{len(fs) - 1} channel file(s))" if len(fs) > 1 else '')
 
 def _check_subject(s:tio.Subject, patch_size, pad:bool, label_values, label_source:str='the dataset declares') -> dict:
     sid = s.get('id', '?')
@@ -266,7 +353,7 @@ def validate_subjects(subjects:Sequence[tio.Subject], # subjects from `load_data
         rows.append(r)
     return rows
 
-# %% ../nbs/01_data.ipynb 22
+# %% ../nbs/01_data.ipynb 26
 def load_dataset(root:str|Path, # dataset folder, its dataset.json, or a CSV manifest
                  kind:str='auto', # 'auto', 'msd', 'folder' or 'csv'
                  split:str='training', # 'training', 'test', 'unlabelled' or 'all'
@@ -291,7 +378,7 @@ def _load(root, kind, split, validate, patch_size, pad):
                                          channels=len(info['modality']) or None)
     return subjects, info
 
-# %% ../nbs/01_data.ipynb 27
+# %% ../nbs/01_data.ipynb 32
 def body_mask(volume:np.ndarray|torch.Tensor, # (X, Y, Z) intensities
               threshold:float # voxels above this are candidate body
              ) -> np.ndarray: # bool (X, Y, Z); all False when nothing exceeds the threshold
@@ -367,7 +454,7 @@ class PadToMinSize(tio.Transform):
         pad = [v for x in d for v in (x // 2, x - x // 2)]
         return tio.Pad(pad, padding_mode=self.value)(subject) if any(pad) else subject
 
-# %% ../nbs/01_data.ipynb 28
+# %% ../nbs/01_data.ipynb 33
 def preprocessing(modality:str='ct', # 'ct' (intensities in HU) or 'mr'
                   spacing:Sequence[float]|None=None, # target spacing (mm, X Y Z); None keeps the native grid
                   hu_range:tuple[float, float]=(-1000, 1000), # CT window mapped to [0, 1]
@@ -390,7 +477,7 @@ def preprocessing(modality:str='ct', # 'ct' (intensities in HU) or 'mr'
     if min_size is not None: ts.append(PadToMinSize(min_size))
     return tio.Compose(ts)
 
-# %% ../nbs/01_data.ipynb 39
+# %% ../nbs/01_data.ipynb 44
 def _fraction_count(n:int, f:float) -> int: return max(1, math.floor(f * n + 1e-9))
 
 def label_subset(train_ids:Sequence[str], # the training split's ids
@@ -422,7 +509,7 @@ def make_splits(ids:Sequence[str], # case ids (order does not matter)
                 test=sorted(perm[n_val:n_val + n_test]),
                 subsets={f"{f:g}": label_subset(train, f, seed) for f in label_fractions})
 
-# %% ../nbs/01_data.ipynb 41
+# %% ../nbs/01_data.ipynb 46
 def save_splits(splits:dict, # from `make_splits`
                 path:str|Path # JSON file (written atomically)
                ) -> Path:
@@ -454,7 +541,7 @@ def select_subjects(subjects:Sequence[tio.Subject], # e.g. from `load_dataset`
     if missing: raise DataError(f"split names {len(missing)} id(s) not in the dataset, e.g. {missing[:3]}")
     return [by_id[i] for i in ids]
 
-# %% ../nbs/01_data.ipynb 44
+# %% ../nbs/01_data.ipynb 49
 def _identity(x): return x
 
 def _preload(subjects, transform, num_workers):
@@ -558,7 +645,7 @@ class EpochSampler(Sampler):
         order = np.random.default_rng([self.seed, e]).permutation(self.n) if self.shuffle else np.arange(self.n)
         return iter((e * self.n + order).tolist())
 
-# %% ../nbs/01_data.ipynb 45
+# %% ../nbs/01_data.ipynb 50
 def _queue_collate(patches) -> dict:
     out = dict(image=torch.stack([p['image'].data.float() for p in patches]), id=[p['id'] for p in patches],
                location=torch.stack([torch.as_tensor(p[tio.LOCATION]) for p in patches]))
@@ -605,7 +692,7 @@ def to_device(batch, # a batch dict (nested dicts/lists allowed)
     if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
     return batch
 
-# %% ../nbs/01_data.ipynb 53
+# %% ../nbs/01_data.ipynb 58
 def _fmt(t) -> str: return '×'.join(f"{v:g}" for v in t)
 
 def summary_table(rows:list[dict] # from `validate_subjects`
@@ -624,8 +711,8 @@ def summary_table(rows:list[dict] # from `validate_subjects`
     return '\n'.join(lines)
 
 def _configure(p):
-    p.add_argument('dir', help='dataset folder (MSD with dataset.json, images/ + labels/) or a CSV manifest')
-    p.add_argument('--kind', default='auto', choices=['auto', 'msd', 'folder', 'csv'], help='dataset layout')
+    p.add_argument('dir', help='dataset folder (MSD or nnU-Net v2 with dataset.json, images/ + labels/) or a CSV manifest')
+    p.add_argument('--kind', default='auto', choices=['auto', 'msd', 'nnunet', 'folder', 'csv'], help='dataset layout')
     p.add_argument('--split', default='all', choices=list(SPLITS), help='which cases to load')
     p.add_argument('--patch', type=int, nargs=3, metavar=('X', 'Y', 'Z'), default=None, help='check sizes against this patch')
     p.add_argument('--no-pad', action='store_true', help='refuse volumes smaller than --patch instead of padding them')
@@ -638,7 +725,7 @@ def _run(args):
 
 register_command('data', 'validate a dataset and print a summary of what was loaded', _configure, _run)
 
-# %% ../nbs/01_data.ipynb 57
+# %% ../nbs/01_data.ipynb 62
 def pool_label_spaces(tables:Sequence[dict] # per dataset {value: name} (as `discover_dataset(...)['labels']`), 0 = background
                      ) -> dict: # names (pooled, index = value), maps [{local value: pooled value}], annotated (n_datasets, n_classes) bool
     "Merge the label tables of several datasets by name into one label space with a per-dataset 'annotated' table."

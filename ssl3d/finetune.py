@@ -22,6 +22,7 @@ from .transforms import finetune_augmentation
 from .train import Trainer, train_config, save_checkpoint, load_checkpoint, provenance
 from .pretrain import dataset_fingerprint
 from .architecture import architecture_fingerprint
+from .checkpoints import read_pretrained, resolve_init, check_preprocessing, preprocessing_record, export_hf
 from .evaluate import (sliding_window_predict, segmentation_metrics, summarize_metrics, write_metrics, format_table,
                             save_prediction, spacing_from_affine)
 
@@ -151,7 +152,7 @@ def _backbone_kwargs(backbone) -> dict:
     if isinstance(backbone, dict): return dict(backbone)
     raise Ssl3dError(f"backbone={backbone!r}: expected a preset name or a dict of build_backbone kwargs")
 
-def build_segmentation_model(init:str|Path|None, # 'none'/None (random) or a pretrained checkpoint (final.pt or its run folder)
+def build_segmentation_model(init:str|Path|None, # 'none'/None (random) or pretrained weights: run folder, model.safetensors, final.pt, HF-style folder, hf://owner/name
                              n_classes:int, # classes including background
                              backbone:str|dict='cpu-small', # random init: preset or build_backbone kwargs
                              load_decoder:bool=True, # load the checkpoint's decoder when it has one
@@ -165,13 +166,8 @@ def build_segmentation_model(init:str|Path|None, # 'none'/None (random) or a pre
         if in_channels is not None: kw['in_channels'] = in_channels
         net = SegmentationNet(*build_backbone(**kw), n_classes)
         return net, dict(backbone=kw, load_report=None, init_provenance=None, init='none')
-    path = Path(init)
-    if path.is_dir(): path = path/'final.pt'
-    ck = load_checkpoint(path)
-    tr, prov = ck.get('transfer'), ck.get('provenance') or {}
-    if not isinstance(tr, dict) or not isinstance(tr.get('encoder'), dict):
-        raise Ssl3dError(f"{path}: not a pretrained checkpoint: no 'transfer' with an 'encoder' state dict "
-                         f"(keys: {sorted(ck)}); pass the pretraining run's final.pt")
+    ck = read_pretrained(init)  # safetensors + sidecar (preferred in a run folder), HF-style folder, or legacy final.pt
+    path, tr, prov = ck['path'], ck['transfer'], ck['provenance']
     if not isinstance(prov.get('backbone'), dict):
         raise Ssl3dError(f"{path}: provenance has no 'backbone' (the build_backbone kwargs); cannot rebuild the network")
     kw = dict(prov['backbone'])
@@ -188,7 +184,7 @@ def build_segmentation_model(init:str|Path|None, # 'none'/None (random) or a pre
         n_exp = len(rep.missing) + len(rep.loaded) + len(rep.mismatched)
         raise Ssl3dError(f"{path}: {len(rep.missing)} of {n_exp} expected weights are missing from the checkpoint, e.g. "
                          f"{rep.missing[0]}; use allow_missing_keys=True (--allow-missing-keys) to fine-tune them from random init")
-    return net, dict(backbone=kw, load_report=rep, init_provenance=prov, init=str(path))
+    return net, dict(backbone=kw, load_report=rep, init_provenance=prov, init=str(path), sidecar=ck['sidecar'])
 
 # %% ../nbs/70_finetune.ipynb 19
 class SegmentationTask(nn.Module):
@@ -389,17 +385,20 @@ def _same_finetune_run(out:Path, ident:dict):
         what = '; '.join(f"{k} {show(old[k])} there, {show(plain[k])} now" for k in diff)
         raise Ssl3dError(f"{out}: holds a different fine-tuning run ({what}); use another --out (or delete the folder to start over)")
 
-def _check_window(init_provenance:dict|None, hu_range, modality:str):
-    "Warn when a pretrained encoder saw CT intensities through another HU window than fine-tuning will use."
-    pre = ((init_provenance or {}).get('data') or {}).get('hu_range', [-1000.0, 1000.0] if init_provenance else None)
-    if pre is None or modality != 'ct': return
-    if [float(v) for v in pre] != [float(v) for v in hu_range]:
-        warnings.warn(f"the pretrained weights saw CT through the window {list(pre)} HU, fine-tuning uses {list(hu_range)}; "
-                      "pass the same hu_range to both (pretrain(..., hu_range=...), FinetuneConfig.hu_range)")
+def _sidecar_preprocessing(cfg:FinetuneConfig, sidecar:dict|None, explicit:set, modality:str, source:str) -> FinetuneConfig:
+    "Take the CT window and body crop recorded in a checkpoint's sidecar unless set explicitly; warn (naming the field) where the run differs."
+    pre = (sidecar or {}).get('preprocessing')
+    if not pre: return cfg
+    take = {}
+    if 'hu_range' not in explicit and pre.get('modality') == 'ct' and pre.get('hu_range'): take['hu_range'] = tuple(pre['hu_range'])
+    if 'crop_body' not in explicit and pre.get('crop_body') is not None: take['crop_body'] = bool(pre['crop_body'])
+    cfg = update_config(cfg, **take) if take else cfg
+    check_preprocessing(sidecar, preprocessing_record(modality, cfg.hu_range, spacing=cfg.spacing, crop_body=cfg.crop_body), source)
+    return cfg
 
 # %% ../nbs/70_finetune.ipynb 44
 def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads) with labelled training cases
-             init:str|Path|None='none', # 'none' (random) or a pretrained checkpoint / its run folder
+             init:str|Path|None='none', # 'none' (random) or pretrained weights (run folder, .safetensors, final.pt, HF folder, hf://owner/name)
              out_dir:str|Path='runs/finetune', # run folder (resumed when it holds a checkpoint)
              label_fraction:float=0.1, # fraction of the training split used with labels (floor, at least 1)
              seed:int=0, # split, subset, data order and initialisation seed
@@ -413,6 +412,7 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
             ) -> Path: # out_dir/best.pt
     "Fine-tune a segmentation network from `init` on a label fraction of `data`; returns the best checkpoint."
     t0 = time.time()
+    if str(init).startswith('hf://'): init = resolve_init(init)  # download (or fail) before any data is read
     cfg = finetune_config(preset, **{**(overrides or {}), **({} if steps is None else dict(steps=int(steps)))})
     out = check_writable(out_dir)
     ipath = None if init is None or str(init).lower() in ('none', 'random', '') else Path(init)
@@ -449,8 +449,8 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
         save_json(rep.to_dict(), out/'load_report.json'); atomic_write(out/'load_report.txt', lambda p: p.write_text(str(rep) + '\n'))
         if verbose: print(rep)
     save_splits(splits, out/'splits.json')
+    cfg = _sidecar_preprocessing(cfg, minfo.get('sidecar'), set(overrides or {}), modality, str(minfo['init']))
     transform = preprocessing(modality, spacing=cfg.spacing, hu_range=tuple(cfg.hu_range), crop_body=cfg.crop_body)
-    _check_window(minfo['init_provenance'], cfg.hu_range, modality)
     probs = {0: cfg.background_weight, **{k: 1.0 for k in range(1, K)}}
     patches = PatchDataset(train_s, cfg.patch_size, cfg.samples_per_volume, probs, transform,
                            finetune_augmentation(flip_p=cfg.flip_p) if cfg.augment else None, seed=seed, num_workers=cfg.num_workers)
@@ -584,7 +584,7 @@ def load_monai_encoder(path:str|Path # a file written by `export_encoder_monai`
 # %% ../nbs/70_finetune.ipynb 60
 def _cfg_finetune(p):
     p.add_argument('--data', required=True, help='dataset folder (MSD, images/+labels/) or CSV manifest')
-    p.add_argument('--init', default='none', help="pretrained checkpoint (final.pt or its run folder) or 'none' (random init)")
+    p.add_argument('--init', default='none', help="pretrained weights: run folder, model.safetensors, final.pt, HF-style folder, hf://owner/name; or 'none' (random init)")
     p.add_argument('--label-fraction', type=float, default=0.1, help='fraction of the training split used with labels')
     p.add_argument('--seed', type=int, default=0, help='split, subset and training seed')
     p.add_argument('--steps', type=int, default=None, help="optimizer steps (default: the preset's)")
@@ -631,14 +631,22 @@ def _run_evaluate(a):
 
 def _cfg_export(p):
     p.add_argument('--model', required=True, help='pretrained final.pt or fine-tuned best.pt (or a run folder)')
-    p.add_argument('--out', default='encoder_monai.pt', help='output state dict (+ .json with the MONAI network and kwargs)')
+    p.add_argument('--out', default=None, help='monai: output state dict (+ .json with the network and kwargs; default encoder_monai.pt); hf: output folder')
+    p.add_argument('--format', default='monai', choices=['monai', 'hf'], help="monai: encoder for MONAI's ResNet; hf: Hugging Face-style folder (config.json, model.safetensors, README.md)")
+    p.add_argument('--licence', default='other', help='hf: licence field of the model card')
+    p.add_argument('--results', default=None, help='hf: label-efficiency results for the model card (tidy results.csv of ssl3d.experiments)')
 
 def _run_export(a):
-    p = export_encoder_monai(a.model, a.out)
+    if a.format == 'hf':
+        if not a.out: raise Ssl3dError("--format hf needs --out DIR (the model folder to write)")
+        d = export_hf(a.model, a.out, a.licence, a.results)
+        print(f"wrote {d}: config.json, model.safetensors, README.md; fine-tune with ssl3d finetune --init {d}")
+        return 0
+    p = export_encoder_monai(a.model, a.out or 'encoder_monai.pt')
     spec = load_json(p.with_suffix('.json'))
     print(f"wrote {p} and {p.with_suffix('.json')}: load with {spec['network']}(**kwargs).load_state_dict(torch.load(...), strict=True)")
     return 0
 
 register_command('finetune', 'fine-tune a segmentation network from a pretrained checkpoint (or random init)', _cfg_finetune, _run_finetune)
 register_command('evaluate', 'evaluate a fine-tuned model on a split: metrics.csv/json and NIfTI predictions', _cfg_evaluate, _run_evaluate)
-register_command('export', "export a checkpoint's encoder for MONAI's ResNet", _cfg_export, _run_export);
+register_command('export', "export a checkpoint's encoder for MONAI's ResNet, or a Hugging Face-style model folder", _cfg_export, _run_export);

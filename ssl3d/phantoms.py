@@ -412,6 +412,7 @@ def make_phantom(preset:str='abdomen', # 'abdomen' (BTCV-like) or 'heart' (MM-WH
                  modality:str='ct', # 'ct' (HU) or 'mr' (T1-like arbitrary units with bias field)
                  lesions:bool=False, # add 1–2 small labelled blobs in the liver and right kidney (abdomen only)
                  fov:str='full', # 'full': every labelled structure inside; 'random': 40–80 % of that range, scans start/end inside organs
+                 phase:str|None=None, # contrast phase (a key of the preset's `phases`); None samples it. Same seed, other phase: same anatomy
                 )->tio.Subject: # image (float32), label (uint8), id, labelled, phantom (sampled parameters)
     "Generate one seeded CT-like (or MR-like) phantom subject with a voxel label map in a RAS+ affine."
     pre = _get_preset(preset); shape = _check_shape(shape)
@@ -422,7 +423,9 @@ def make_phantom(preset:str='abdomen', # 'abdomen' (BTCV-like) or 'heart' (MM-WH
     S = np.array([rng.uniform(0.88, 1.12)] * 3) * [1, rng.uniform(0.9, 1.1), rng.uniform(0.92, 1.08)]  # habitus
     Rg = _rot(*rng.normal(0, [2, 2, 4]))  # small patient rotation
     ops, half_w = pre.build(rng, lesions)
-    phase = rng.choice(list(pre.phases), p=list(pre.phases.values()))
+    sampled = rng.choice(list(pre.phases), p=list(pre.phases.values()))  # drawn even when `phase` is given: same anatomy
+    if phase is not None and phase not in pre.phases: raise Ssl3dError(f"phase={phase!r}: preset {pre.name!r} has {list(pre.phases)}")
+    phase = sampled if phase is None else phase
     if modality == 'ct': vals = {k: float(rng.uniform(*r[phase])) for k, r in pre.hu.items()}
     else: vals = {k: float(rng.uniform(*_MR[k])) for k in pre.hu}
     vals['_u'] = 1.0 if modality == 'ct' else 1 / 400  # HU-valued texture and contrast constants → MR units
@@ -515,10 +518,17 @@ def write_phantom_dataset(out:str|Path, # output folder (created)
                           lesions:bool=False, # add a 'lesion' label (abdomen)
                           fov:str='full', # 'full' or 'random' field of view along z
                           organs:list|tuple|None=None, # annotate only these structures (renumbered 1..k in this order); the rest is background
+                          format:str='msd', # 'msd' or 'nnunet' (nnU-Net v2 raw: one file per channel, no case lists)
+                          channels:int=1, # 1, or 2: channel 1 is the same anatomy in a second contrast phase (multi-phase CT)
                          )->Path: # path of the written dataset.json
-    "Write an MSD-layout phantom dataset (dataset.json, imagesTr, labelsTr, imagesTs, labelsTs, imagesUnlabelled)."
+    "Write an MSD-layout (or nnU-Net v2) phantom dataset (dataset.json, imagesTr, labelsTr, imagesTs, labelsTs, imagesUnlabelled)."
     pre = _get_preset(preset); out = Path(out)
     labels, lut = _organ_subset(phantom_labels(pre, lesions), organs)
+    if format not in ('msd', 'nnunet'): raise Ssl3dError(f"format={format!r}: use 'msd' or 'nnunet'")
+    if channels not in (1, 2): raise Ssl3dError(f"channels={channels!r}: use 1 or 2")
+    if channels == 2 and len(pre.phases) < 2:
+        raise Ssl3dError(f"channels=2 needs a preset with two contrast phases; {pre.name!r} has {list(pre.phases)} (use 'abdomen')")
+    if format == 'nnunet' and n_unlabelled: raise Ssl3dError(f"n_unlabelled={n_unlabelled}: nnU-Net v2 raw datasets have no unlabelled list; use format='msd'")
     for k, v in dict(n=n, n_test=n_test, n_unlabelled=n_unlabelled).items():
         if int(v) < 0: raise Ssl3dError(f"{k}={v}: must be >= 0")
     if n + n_test + n_unlabelled == 0: raise Ssl3dError("n, n_test and n_unlabelled are all 0: nothing to write")
@@ -527,15 +537,30 @@ def write_phantom_dataset(out:str|Path, # output folder (created)
     for img_dir, lab_dir, count in groups:
         lists[img_dir] = []
         for _ in range(count):
-            s = make_phantom(pre, 1000 * seed + k, shape, spacing, modality, lesions, fov); k += 1
+            s = make_phantom(pre, 1000 * seed + k, shape, spacing, modality, lesions, fov)
+            chans = [s['image'].numpy()[0]]
+            if channels == 2:  # same seed and anatomy, the other phase (native, or portal when native was drawn)
+                other = 'portal' if s['phantom']['phase'] == 'native' else 'native'
+                chans.append(make_phantom(pre, 1000 * seed + k, shape, spacing, modality, lesions, fov, phase=other)['image'].numpy()[0])
+            k += 1
             name = f"{s['id']}.nii.gz"; aff = s['image'].affine
-            _save_nifti(s['image'].numpy()[0].round() if modality == 'ct' else s['image'].numpy()[0], aff,
-                        out / img_dir / name, np.int16 if modality == 'ct' else np.float32)
+            chans = [c.round() if modality == 'ct' else c for c in chans]
+            dt = np.int16 if modality == 'ct' else np.float32
+            if format == 'nnunet':
+                for c, x in enumerate(chans): _save_nifti(x, aff, out / img_dir / f"{s['id']}_{c:04d}.nii.gz", dt)
+            else: _save_nifti(chans[0] if channels == 1 else np.stack(chans, -1), aff, out / img_dir / name, dt)
             if lab_dir: _save_nifti(lut[s['label'].numpy()[0]], aff, out / lab_dir / name, np.uint8)
             lists[img_dir].append(name)
+    if format == 'nnunet':
+        meta = dict(name=f"phantom_{pre.name}", description=f"ssl3d procedural {pre.name} phantoms ({modality.upper()}), seed {seed}",
+                    channel_names={str(c): 'CT' if modality == 'ct' else 'T1' for c in range(channels)},
+                    labels={v: int(i) for i, v in labels.items()}, numTraining=n, file_ending='.nii.gz',
+                    licence="CC0", phantom=dict(preset=pre.name, seed=seed, shape=list(shape), modality=modality, lesions=lesions,
+                                                fov=fov, channels=channels, spacing=None if spacing is None else list(spacing)))
+        return save_json(meta, out / 'dataset.json')
     meta = dict(name=f"phantom_{pre.name}", description=f"ssl3d procedural {pre.name} phantoms ({modality.upper()}), seed {seed}",
                 reference="ssl3d.phantoms", licence="CC0", release="ssl3d", tensorImageSize="3D",
-                modality={"0": "CT" if modality == 'ct' else "MRI"}, labels=labels,
+                modality={str(c): "CT" if modality == 'ct' else "MRI" for c in range(channels)}, labels=labels,
                 numTraining=n, numTest=n_test, numUnlabelled=n_unlabelled,
                 training=[dict(image=f"./imagesTr/{f}", label=f"./labelsTr/{f}") for f in lists['imagesTr']],
                 test=[f"./imagesTs/{f}" for f in lists['imagesTs']],
@@ -545,7 +570,7 @@ def write_phantom_dataset(out:str|Path, # output folder (created)
                              organs=None if organs is None else list(organs)))
     return save_json(meta, out / 'dataset.json')
 
-# %% ../nbs/02_phantoms.ipynb 44
+# %% ../nbs/02_phantoms.ipynb 45
 def _configure(p):
     p.add_argument('out', help='output folder')
     p.add_argument('--preset', default='abdomen', choices=sorted(PHANTOM_PRESETS))
@@ -559,15 +584,18 @@ def _configure(p):
     p.add_argument('--lesions', action='store_true', help="add a 'lesion' label (abdomen)")
     p.add_argument('--fov', default='full', choices=['full', 'random'])
     p.add_argument('--organs', nargs='+', default=None, metavar='NAME', help='annotate only these structures (renumbered 1..k); the rest is background')
+    p.add_argument('--format', default='msd', choices=['msd', 'nnunet'], help='MSD (dataset.json lists) or nnU-Net v2 raw (one file per channel)')
+    p.add_argument('--channels', type=int, default=1, choices=[1, 2], help='2: add the same anatomy in a second contrast phase (abdomen)')
 
 def _run(a):
     t = time.time()
     path = write_phantom_dataset(a.out, a.preset, a.n, a.n_test, a.n_unlabelled, a.seed, tuple(a.shape),
-                                 None if a.spacing is None else tuple(a.spacing), a.modality, a.lesions, a.fov, a.organs)
-    labels = load_json(path)['labels']
+                                 None if a.spacing is None else tuple(a.spacing), a.modality, a.lesions, a.fov,
+                                 organs=a.organs, format=a.format, channels=a.channels)
+    labels = _organ_subset(phantom_labels(a.preset, a.lesions), a.organs)[0]
     print(f"wrote {path}")
     print(f"  {a.preset} {a.modality.upper()} phantoms, shape {tuple(a.shape)}: {a.n} training, {a.n_test} test (with labelsTs), "
           f"{a.n_unlabelled} unlabelled; {len(labels) - 1} labels: {', '.join(list(labels.values())[1:])}; {time.time() - t:.1f} s")
     return 0
 
-_command = register_command('phantoms', 'Write a seeded MSD-layout dataset of CT-like phantoms (abdomen or heart).', _configure, _run)
+_command = register_command('phantoms', 'Write a seeded MSD-layout (or nnU-Net v2) dataset of CT-like phantoms (abdomen or heart).', _configure, _run)

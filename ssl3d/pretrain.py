@@ -15,6 +15,7 @@ from .methods.core import METHODS, PretextDataset, BatchedPretextDataset, build_
 from .batched import DeviceVolumes, volumes_fit
 import ssl3d.methods.vectorpose, ssl3d.methods.models_genesis  # register the methods defined by this project's notebooks
 from .train import TRAIN_PRESETS, TrainConfig, Trainer, train_config
+from .probe import ProbeConfig, OnlineProbe, plot_probe
 
 # %% auto 0
 __all__ = ['PRETRAIN_DATA_PRESETS', 'MIN_ITERS_PER_EPOCH', 'samples_per_volume_for', 'epochs_to_steps', 'pretrain_subjects',
@@ -141,7 +142,31 @@ def pooled_pretrain_subjects(datas:list, # dataset folders / dataset.json / CSV 
     if labels: info.update(labelled=True, label_space=pool['names'], annotated=pool['annotated'].tolist())
     return out, info
 
-# %% ../nbs/61_pretrain.ipynb 19
+# %% ../nbs/61_pretrain.ipynb 20
+def _online_probe(data, splits_file, info:dict, preset:str, every:int|None, steps:int, overrides:dict|None):
+    "The `OnlineProbe` of a pretraining run, or None (off, or the default with fewer than two labelled cases)."
+    explicit = every is not None
+    if every is None: every = max(1, int(steps) // 4) if preset == 'cpu-small' else 0
+    if not every: return None
+    cfg = ProbeConfig(**{**(overrides or {}), 'every': int(every)})
+    found = discover_dataset(data, split='training')
+    lab = {c['id'] for c in found['cases'] if c['label'] is not None}
+    if splits_file is not None:
+        sp = load_splits(splits_file)
+        fit_ids, val_ids = [i for i in sp['train'] if i in lab][:cfg.volumes], [i for i in sp['val'] if i in lab][:cfg.val_volumes]
+    else:
+        ids = sorted(lab); nv = min(cfg.val_volumes, len(ids) // 2)
+        fit_ids, val_ids = ids[:min(cfg.volumes, len(ids) - nv)], ids[len(ids) - nv:] if nv else []
+    if not fit_ids or not val_ids:
+        if explicit: raise DataError(f"{data}: the online probe needs labelled cases to fit on and to score on; found {len(lab)} labelled")
+        return None
+    subs = {s['id']: s for s in load_dataset(data, split='training', validate=False)}
+    K = max(found['labels']) + 1 if found['labels'] else None
+    if K is None: K = int(max(subs[i]['label'].data.max().item() for i in fit_ids + val_ids)) + 1
+    tr = preprocessing(info['modality'], spacing=info['spacing'], hu_range=tuple(info['hu_range']))
+    return OnlineProbe([subs[i] for i in fit_ids], [subs[i] for i in val_ids], K, tr, cfg)
+
+# %% ../nbs/61_pretrain.ipynb 21
 def _same_run(out_dir:Path, prov:dict, cfg:TrainConfig):
     p = out_dir / 'config.json'
     if not p.exists(): return
@@ -170,7 +195,9 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest, or a list of 
              samples_per_volume:int|str|None=None, # crops per volume per epoch (None: the data preset's)
              hu_range:tuple=(-1000, 1000), # CT window mapped to [0, 1] (use the same when fine-tuning)
              batched:bool|None=None, # batched device pipeline (`prepare_raw`/`prepare_batch`); None: when the method has it
-             volumes_on_device:bool|str='auto' # keep the volumes on the training device (batched path); 'auto': `volumes_fit`
+             volumes_on_device:bool|str='auto', # keep the volumes on the training device (batched path); 'auto': `volumes_fit`
+             probe_every:int|None=None, # online probe every N steps (0: off; None: cpu-small on when the data have labels, else off)
+             probe_config:dict|None=None # `ssl3d.probe.ProbeConfig` fields (volumes, val_volumes, steps, ...)
             ) -> Path: # path of final.pt
     "Pretrain `method` on the images of `data` and return the path of the run's `final.pt`."
     check_writable(out_dir, 'run folder')  # before minutes of loading
@@ -192,11 +219,14 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest, or a list of 
     tkw = {**cls.TRAIN_PRESETS.get(preset, {}), **(train_overrides or {}), 'seed': seed, 'device': device, 'num_workers': num_workers}
     if progress is not None: tkw['progress'] = progress
     if steps is not None: tkw['steps'] = steps
+    probe = _online_probe(data, splits_file, info, preset, probe_every, tkw.get('steps') or train_config(preset if preset in TRAIN_PRESETS else None, **tkw).steps, probe_config)
+    if probe is not None: tkw['eval_every'] = probe.cfg.every
     cfg = train_config(preset if preset in TRAIN_PRESETS else None, **tkw)
     spv = samples_per_volume_for(len(subjects), cfg.batch_size, dp['samples_per_volume'] if samples_per_volume is None else samples_per_volume)
     fp = dataset_fingerprint(subjects)
     prov = dict(method=m.name, config=config_to_dict(m.config), backbone=dict(m.backbone_kwargs), dataset_fingerprint=fp,
                 preset=preset, data={**info, 'samples_per_volume': spv})
+    if probe is not None: prov['probe'] = dataclasses.asdict(probe.cfg)
     out_dir = Path(out_dir)
     if resume: _same_run(out_dir, prov, cfg)
     use_batched = has_batched(m) if batched is None else bool(batched)
@@ -208,11 +238,12 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest, or a list of 
         ds = BatchedPretextDataset(subjects, m, samples_per_volume=spv, seed=seed, volumes_on_device=vod)
     else: ds = PretextDataset(subjects, m, samples_per_volume=spv, seed=seed)
     prov['pipeline'] = dict(batched=use_batched, volumes_on_device=vod)
-    trainer = Trainer(m, ds, cfg, out_dir, provenance=prov)
+    trainer = Trainer(m, ds, cfg, out_dir, eval_fn=probe, provenance=prov)
     trainer.fit(resume=resume)
+    if probe is not None and trainer.rank == 0: plot_probe(out_dir)
     return trainer.final_path
 
-# %% ../nbs/61_pretrain.ipynb 25
+# %% ../nbs/61_pretrain.ipynb 27
 def _load_method_modules():
     "Import every `ssl3d.methods.*` module so all methods are registered (a broken one only warns)."
     import ssl3d.methods as pkg
@@ -277,10 +308,11 @@ def parse_assignments(items:list # ['field=value', ...]
         out[k.strip()] = parse_value(v)
     return out
 
-# %% ../nbs/61_pretrain.ipynb 28
+# %% ../nbs/61_pretrain.ipynb 30
 _FIXED = {'data', 'method', 'out', 'preset', 'steps', 'seed', 'device', 'batch_size', 'lr', 'workers', 'set', 'train_set',
           'no_resume', 'split', 'splits', 'spacing', 'modality', 'samples_per_volume', 'progress', 'help', 'hu_range',
-          'no_batched', 'volumes_on_device'}
+          'no_batched', 'volumes_on_device', 'logger', 'probe_every', 'probe_volumes',
+          'probe_val_volumes', 'probe_steps'}
 
 def _method_fields() -> dict:
     "{field: {method: default}} over the registered methods."
@@ -316,6 +348,11 @@ def _configure(p:argparse.ArgumentParser):
     p.add_argument('--no-batched', action='store_true', help="per-item CPU pipeline even when the method has the batched device one")
     p.add_argument('--volumes-on-device', default='auto', choices=['auto', 'yes', 'no'],
                    help="batched path: keep the volumes in device memory ('auto': on CUDA when they fit)")
+    p.add_argument('--probe-every', type=int, default=None, help='online segmentation probe every N steps (0: off; default: on for cpu-small when the data have labels)')
+    p.add_argument('--probe-volumes', type=int, default=None, help='labelled volumes the probe is fit on (default 2)')
+    p.add_argument('--probe-val-volumes', type=int, default=None, help='labelled volumes the probe is scored on (default 2)')
+    p.add_argument('--probe-steps', type=int, default=None, help='optimiser steps of each probe fit (default 300)')
+    p.add_argument('--logger', default='csv', choices=['csv', 'tensorboard'], help='tensorboard: also write event files to OUT/tb (needs the tensorboard extra)')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bar (default: when a terminal)')
     p.add_argument('--set', nargs='+', default=[], metavar='FIELD=VALUE', help='method Config fields, e.g. --set eta=0.1 units=mm')
     p.add_argument('--train-set', nargs='+', default=[], metavar='FIELD=VALUE', help=f"TrainConfig fields: {', '.join(f.name for f in dataclasses.fields(TrainConfig))}")
@@ -346,12 +383,14 @@ def _run(args) -> int:
     if set(to) - tf: raise Ssl3dError(f"--train-set: unknown TrainConfig field(s) {sorted(set(to) - tf)}; fields: {', '.join(sorted(tf))}")
     if args.batch_size is not None: to['batch_size'] = args.batch_size
     if args.lr is not None: to['lr'] = args.lr
+    if args.logger != 'csv': to['logger'] = args.logger
     spv = args.samples_per_volume
     if spv is not None and spv != 'auto': spv = int(spv)
     final = pretrain(args.data[0] if len(args.data) == 1 else args.data, args.method, args.out, preset=args.preset, steps=args.steps, seed=args.seed, device=args.device,
                      method_overrides=mo, train_overrides=to, split=args.split, splits_file=args.splits, num_workers=args.workers,
                      progress=args.progress, resume=not args.no_resume, spacing=args.spacing if args.spacing else 'preset',
-                     modality=args.modality, samples_per_volume=spv, hu_range=tuple(args.hu_range),
+                     modality=args.modality, samples_per_volume=spv, hu_range=tuple(args.hu_range), probe_every=args.probe_every,
+                     probe_config={k: v for k, v in dict(volumes=args.probe_volumes, val_volumes=args.probe_val_volumes, steps=args.probe_steps).items() if v is not None},
                      batched=False if args.no_batched else None,
                      volumes_on_device={'auto': 'auto', 'yes': True, 'no': False}[args.volumes_on_device])
     print(f"wrote {final}")

@@ -15,13 +15,15 @@ import ssl3d
 from .core import (Ssl3dError, atomic_write, save_json, config_to_dict, update_config, pick_device,
                         seed_everything, check_writable, remove_stale_tmp)
 from .methods.core import collate as default_collate
+from .checkpoints import WEIGHTS_NAME, save_weights, make_sidecar
 
 # %% auto 0
 __all__ = ['TRAIN_PRESETS', 'TrainConfig', 'train_config', 'lr_factor', 'save_checkpoint', 'load_checkpoint', 'provenance',
-           'NonFiniteLoss', 'Trainer', 'time_budget', 'replan_steps']
+           'NonFiniteLoss', 'Trainer', 'time_budget', 'replan_steps', 'tensorboard_writer']
 
 # %% ../nbs/60_train.ipynb 7
 _SCHEDULES, _AMP, _OPTIMIZERS = ('cosine', 'poly', 'constant'), ('auto', 'bf16', 'fp16', 'off'), ('adamw', 'sgd')
+_LOGGERS = ('csv', 'tensorboard')
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -45,6 +47,7 @@ class TrainConfig:
     seed: int = 0  # seed of the data order and of the RNGs at the start
     progress: bool|None = None  # tqdm bar on rank 0; None: only when stderr is a terminal
     find_unused_parameters: bool = False  # DDP: allow parameters without gradient in a step
+    logger: str = 'csv'  # 'csv' (log.csv) or 'tensorboard' (log.csv and event files in tb/; needs the tensorboard extra)
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -52,7 +55,7 @@ class TrainConfig:
             if int(getattr(self, k)) < 1: raise Ssl3dError(f"TrainConfig.{k}={getattr(self, k)} must be >= 1")
         for k in ('warmup', 'ckpt_every', 'eval_every', 'num_workers', 'seed'):
             if int(getattr(self, k)) < 0: raise Ssl3dError(f"TrainConfig.{k}={getattr(self, k)} must be >= 0")
-        for k, ok in (('schedule', _SCHEDULES), ('amp', _AMP), ('optimizer', _OPTIMIZERS)):
+        for k, ok in (('schedule', _SCHEDULES), ('amp', _AMP), ('optimizer', _OPTIMIZERS), ('logger', _LOGGERS)):
             if getattr(self, k) not in ok: raise Ssl3dError(f"TrainConfig.{k}={getattr(self, k)!r}; choose one of {list(ok)}")
         if self.clip_grad is not None and not self.clip_grad > 0:
             raise Ssl3dError(f"TrainConfig.clip_grad={self.clip_grad} must be > 0 or None")
@@ -154,7 +157,7 @@ class _EpochBatches:
 class NonFiniteLoss(Ssl3dError):
     "A loss term became NaN or Inf; the run stopped and the last good checkpoint was kept."
 
-_RUN_CONTROL = {'num_workers', 'progress', 'log_every', 'device', 'eval_every'}  # may change on resume
+_RUN_CONTROL = {'num_workers', 'progress', 'log_every', 'device', 'eval_every', 'logger'}  # may change on resume
 
 def _to_device(batch, device):
     if isinstance(batch, Tensor): return batch.to(device, non_blocking=True)
@@ -252,8 +255,11 @@ def _fit(self:Trainer,
                 target = self._budget(target, start)   # a `time_budget` deadline may shorten the run (re-planned)
                 s = self.step
                 ckpt_now = (cfg.ckpt_every and s % cfg.ckpt_every == 0) or s == target
+                eval_now = self.eval_fn is not None and ((cfg.eval_every and s % cfg.eval_every == 0) or s == cfg.steps)
+                early = eval_now and bool(getattr(self.eval_fn, 'log_keys', None))
+                if early: self._eval()  # before the flush: the eval_fn's log_keys go into this step's log.csv row
                 if s % cfg.log_every == 0 or ckpt_now: self._flush()
-                if self.eval_fn is not None and ((cfg.eval_every and s % cfg.eval_every == 0) or s == cfg.steps): self._eval()
+                if eval_now and not early: self._eval()
                 if ckpt_now: self._save()
                 if bar is not None: bar.update(1)
         finally:
@@ -341,6 +347,7 @@ def _build(self:Trainer):
     if self.per_epoch == 0:
         raise Ssl3dError(f"Trainer: the dataset has {n} items, fewer than batch_size × world size = {cfg.batch_size} × {self.world}")
     self.terms, self._last_ckpt = None, None
+    self._tb = tensorboard_writer(self.out_dir/'tb') if cfg.logger == 'tensorboard' and self.rank == 0 else None
 
 Trainer._setup_distributed, Trainer._build = _setup_distributed, _build
 
@@ -421,10 +428,15 @@ def _flush(self:Trainer):
     if self.world > 1: dist.all_reduce(vals); vals = vals / self.world
     cols = ['step', 'epoch', 'lr'] + self.terms + (['grad_norm'] if self.config.clip_grad else [])
     rows = [dict(zip(cols, [s, e, lr, *v])) for (s, e, lr, _), v in zip(self._buf, vals.cpu().tolist())]
+    extra = list(getattr(self.eval_fn, 'log_keys', None) or [])  # e.g. the online probe's Dice, empty between evals
+    if extra:
+        cols = cols + extra; done = getattr(self, '_eval_log', {})
+        for r in rows: r.update({k: done.get(r['step'], {}).get(k, '') for k in extra})
     self._buf = []
     bad_at = next((i for i, r in enumerate(rows) if not all(math.isfinite(r[k]) for k in self.terms)), None)
     if bad_at is not None: rows = rows[:bad_at + 1]
     if self.rank == 0: _append_csv(self.log_path, cols, rows)
+    if getattr(self, '_tb', None) is not None: _tb_rows(self._tb, [{k: v for k, v in r.items() if k not in extra} for r in rows], 'train/')
     self.history['train'] += rows
     if bad_at is not None:
         r = rows[-1]
@@ -442,7 +454,9 @@ def _eval(self:Trainer):
         self.raw.train()
         row = {'step': self.step, **{k: float(v) for k, v in (res or {}).items()}}
         _append_csv(self.eval_path, list(row), [row])
+        if getattr(self, '_tb', None) is not None: _tb_rows(self._tb, [row], 'eval/')
         self.history['eval'].append(row)
+        self._eval_log = {**getattr(self, '_eval_log', {}), self.step: row}
     if self.world > 1: dist.barrier()
 
 def _save(self:Trainer):
@@ -465,5 +479,24 @@ def _save_final(self:Trainer):
         except NotImplementedError: transfer = None
     save_checkpoint(self.final_path, model=self.raw.state_dict(), transfer=transfer, step=self.step,
                     config=config_to_dict(self.config), provenance=self.provenance)
+    if transfer and isinstance(transfer.get('encoder'), dict):  # the default weights format: safetensors + sidecar
+        flat = {f'{m}.{k}': v for m, sd in transfer.items() if isinstance(sd, dict) for k, v in sd.items()}
+        save_weights(self.out_dir/WEIGHTS_NAME, flat, make_sidecar(self.provenance, flat, self.step))
 
 Trainer._flush, Trainer._eval, Trainer._save, Trainer._save_final = _flush, _eval, _save, _save_final
+
+# %% ../nbs/60_train.ipynb 40
+def tensorboard_writer(log_dir:str|Path # folder for the event files
+                      ):
+    "A `torch.utils.tensorboard.SummaryWriter`, or an error naming the extra to install."
+    try: from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise Ssl3dError("logger='tensorboard' needs the tensorboard extra: pip install 'ssl3d[tensorboard]' "
+                         "(or pip install tensorboard); or use logger='csv'") from e
+    return SummaryWriter(str(log_dir))
+
+def _tb_rows(writer, rows:list, prefix:str):
+    for r in rows:
+        for k, v in r.items():
+            if k not in ('step', 'epoch') and v != '': writer.add_scalar(prefix + k, float(v), int(r['step']))
+    writer.flush()
