@@ -14,7 +14,8 @@ from .core import Ssl3dError, atomic_write, save_json, load_json
 # %% auto 0
 __all__ = ['WEIGHTS_NAME', 'SIDECAR_NAME', 'SIDECAR_FORMAT', 'PREPROCESSING_FIELDS', 'sidecar_path', 'file_sha256',
            'save_weights', 'load_weights', 'weights_fingerprint', 'preprocessing_record', 'make_sidecar',
-           'resolve_init', 'read_pretrained', 'check_preprocessing', 'model_card', 'label_efficiency', 'export_hf']
+           'resolve_init', 'weights_file', 'read_pretrained', 'check_preprocessing', 'model_card', 'label_efficiency',
+           'export_hf']
 
 # %% ../nbs/45_checkpoints.ipynb 7
 WEIGHTS_NAME = 'model.safetensors'  #: weights file of a run folder / model folder
@@ -139,15 +140,21 @@ def _legacy(path:Path) -> dict:
     return dict(transfer={'encoder': tr['encoder'], 'decoder': tr.get('decoder')}, sidecar=make_sidecar(prov, state, ck.get('step')),
                 provenance=prov, path=path, format='legacy-pt')
 
-def read_pretrained(init:str|Path # run folder, .safetensors, legacy final.pt, HF-style folder, or hf://owner/name
-                   ) -> dict: # transfer {'encoder', 'decoder'}, sidecar, provenance, path, format
-    "Load pretrained weights and their sidecar from any supported source."
-    path = resolve_init(init)
+def weights_file(init:str|Path # run folder, HF-style folder, .safetensors or legacy final.pt (a local path)
+                ) -> Path: # the file that holds the weights
+    "The weights file of a pretrained source: in a folder the safetensors file first, else the legacy final.pt."
+    path = Path(init)
     if path.is_dir():
         if (path/WEIGHTS_NAME).exists(): path = path/WEIGHTS_NAME
         elif (path/'final.pt').exists(): path = path/'final.pt'
         else: raise Ssl3dError(f"{path}: no {WEIGHTS_NAME} or final.pt in this folder")
     if not path.exists(): raise Ssl3dError(f"{path}: checkpoint not found")
+    return path
+
+def read_pretrained(init:str|Path # run folder, .safetensors, legacy final.pt, HF-style folder, or hf://owner/name
+                   ) -> dict: # transfer {'encoder', 'decoder'}, sidecar, provenance, path, format
+    "Load pretrained weights and their sidecar from any supported source."
+    path = weights_file(resolve_init(init))
     if path.suffix != '.safetensors': return _legacy(path)
     state, sc = load_weights(path)
     if sc is None: raise Ssl3dError(f"{path}: no sidecar ({sidecar_path(path).name} or config.json) beside the weights; cannot rebuild the network")

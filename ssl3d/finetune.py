@@ -22,7 +22,7 @@ from .transforms import finetune_augmentation
 from .train import Trainer, train_config, save_checkpoint, load_checkpoint, provenance
 from .pretrain import dataset_fingerprint
 from .architecture import architecture_fingerprint
-from .checkpoints import read_pretrained, resolve_init, check_preprocessing, preprocessing_record, export_hf
+from .checkpoints import read_pretrained, resolve_init, check_preprocessing, preprocessing_record, export_hf, weights_file, file_sha256
 from .evaluate import (sliding_window_predict, segmentation_metrics, summarize_metrics, write_metrics, format_table,
                             save_prediction, spacing_from_affine)
 
@@ -357,13 +357,6 @@ def _check_channels(backbone:dict, rows:list, model, data):
     want, have = int((backbone or {}).get('in_channels', 1)), int(rows[0]['channels'])
     if want != have: raise Ssl3dError(f"{model}: the model takes {want} input channel(s) but {rows[0]['image']} ({data}) has {have}")
 
-def _file_fingerprint(path) -> str:
-    "SHA-256 of a file's bytes (the identity of an init checkpoint, whatever its path)."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while chunk := f.read(1 << 24): h.update(chunk)
-    return h.hexdigest()
-
 _RUN_IDENTITY = ('init_fingerprint', 'label_fraction', 'seed', 'preset', 'config', 'dataset_fingerprint')
 
 def _same_finetune_run(out:Path, ident:dict):
@@ -416,13 +409,12 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
     cfg = finetune_config(preset, **{**(overrides or {}), **({} if steps is None else dict(steps=int(steps)))})
     out = check_writable(out_dir)
     ipath = None if init is None or str(init).lower() in ('none', 'random', '') else Path(init)
-    if ipath is not None and ipath.is_dir(): ipath = ipath/'final.pt'
-    if ipath is not None and not ipath.is_file(): raise Ssl3dError(f"{ipath}: init checkpoint not found")
+    if ipath is not None: ipath = weights_file(ipath)  # the file `read_pretrained` loads (fails here when absent)
     splits, spath = ensure_splits(data, seed, splits_file, cfg.split_fractions, fallback_dir=out)
     lab_ids = label_subset(splits['train'], label_fraction, seed)
     settings = dict(data=str(Path(data).resolve()), init=str(init), label_fraction=float(label_fraction), seed=int(seed),
                     preset=preset, config=config_to_dict(cfg), splits_file=str(spath), labelled_ids=lab_ids,
-                    init_fingerprint=None if ipath is None else _file_fingerprint(ipath))
+                    init_fingerprint=None if ipath is None else file_sha256(ipath))  # the init's identity, whatever its path
     done = out/'finetune.json'
     if done.exists() and (out/'best.pt').exists():
         old = load_json(done)

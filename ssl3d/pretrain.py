@@ -219,7 +219,7 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest, or a list of 
     tkw = {**cls.TRAIN_PRESETS.get(preset, {}), **(train_overrides or {}), 'seed': seed, 'device': device, 'num_workers': num_workers}
     if progress is not None: tkw['progress'] = progress
     if steps is not None: tkw['steps'] = steps
-    probe = _online_probe(data, splits_file, info, preset, probe_every, tkw.get('steps') or train_config(preset if preset in TRAIN_PRESETS else None, **tkw).steps, probe_config)
+    probe = _online_probe(datas[0], splits_file, info, preset, probe_every, tkw.get('steps') or train_config(preset if preset in TRAIN_PRESETS else None, **tkw).steps, probe_config)
     if probe is not None: tkw['eval_every'] = probe.cfg.every
     cfg = train_config(preset if preset in TRAIN_PRESETS else None, **tkw)
     spv = samples_per_volume_for(len(subjects), cfg.batch_size, dp['samples_per_volume'] if samples_per_volume is None else samples_per_volume)
