@@ -19,7 +19,8 @@ from .core import DataError, Ssl3dError, load_json, save_json, register_command
 __all__ = ['IMAGE_EXTENSIONS', 'SPLITS', 'detect_kind', 'discover_dataset', 'make_subject', 'validate_subjects', 'load_dataset',
            'body_mask', 'body_threshold_of', 'BodyCrop', 'PercentileNormalize', 'PadToMinSize', 'preprocessing',
            'label_subset', 'make_splits', 'save_splits', 'load_splits', 'select_subjects', 'PatchDataset',
-           'EpochSampler', 'patch_loader', 'to_device', 'summary_table', 'pool_label_spaces', 'remap_labels']
+           'EpochSampler', 'patch_loader', 'to_device', 'summary_table', 'pool_label_spaces', 'remap_labels',
+           'modality_of']
 
 # %% ../nbs/01_data.ipynb 9
 IMAGE_EXTENSIONS = ('.nii.gz', '.nii', '.nrrd', '.nhdr', '.mha', '.mhd')  #: file types read through TorchIO
@@ -760,3 +761,10 @@ def remap_labels(label:torch.Tensor, # integer label map (any shape)
     lut = torch.zeros(max(max(vals), max(mapping)) + 1, dtype=torch.long)
     for k, v in mapping.items(): lut[int(k)] = int(v)
     return lut[y]
+
+# %% ../nbs/01_data.ipynb 67
+def modality_of(names:Sequence[str] # channel names (dataset.json `modality` / nnU-Net `channel_names` values)
+               ) -> str: # 'ct' or 'mr'
+    "The normalisation family of a dataset from its channel names: 'ct' only when every channel is CT."
+    names = [str(n).lower() for n in names]
+    return 'ct' if not names or all(re.search(r'(^|[^a-z])ct([^a-z]|$)', n) for n in names) else 'mr'

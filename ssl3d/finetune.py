@@ -15,12 +15,12 @@ import torchio as tio
 from .core import (Ssl3dError, DataError, atomic_write, save_json, load_json, config_to_dict, update_config,
                         pick_device, register_command, check_writable, remove_stale_tmp)
 from .data import (discover_dataset, load_dataset, validate_subjects, preprocessing, make_splits, save_splits,
-                        load_splits, label_subset, select_subjects, PatchDataset)
+                        load_splits, label_subset, select_subjects, PatchDataset, modality_of)
 from .models import build_backbone, SegmentationNet, monai_resnet_kwargs, encoder_to_monai, BACKBONE_PRESETS
 from .losses import dice_ce_loss
 from .transforms import finetune_augmentation
 from .train import Trainer, train_config, save_checkpoint, load_checkpoint, provenance
-from .pretrain import dataset_fingerprint
+from .pretrain import dataset_fingerprint, parse_assignments, apply_overrides
 from .architecture import architecture_fingerprint
 from .checkpoints import read_pretrained, resolve_init, check_preprocessing, preprocessing_record, export_hf, weights_file, file_sha256
 from .evaluate import (sliding_window_predict, segmentation_metrics, summarize_metrics, write_metrics, format_table,
@@ -247,9 +247,7 @@ def dataset_info(data:str|Path # dataset folder, dataset.json or CSV manifest
     else:
         K = max(max(r['labels']) for r in validate_subjects(load_dataset(data, split='training', validate=False))) + 1
     names = [labels.get(k, 'background' if k == 0 else str(k)) for k in range(K)]
-    mods = [m.lower() for m in info['modality']]
-    modality = 'mr' if mods and all(m.startswith(('mr', 't1', 't2', 'adc', 'flair', 'dwi')) for m in mods) else 'ct'
-    return dict(name=info['name'], n_classes=K, class_names=names, modality=modality)
+    return dict(name=info['name'], n_classes=K, class_names=names, modality=modality_of(info['modality']))  # one rule (ssl3d.data)
 
 # %% ../nbs/70_finetune.ipynb 31
 class EpochPatches(torch.utils.data.Dataset):
@@ -590,13 +588,11 @@ def _cfg_finetune(p):
     p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='further FinetuneConfig fields (JSON values)')
 
 def _parse_set(items) -> dict:
-    out = {}
-    for it in items:
-        if '=' not in it: raise Ssl3dError(f"--set {it!r}: expected KEY=VALUE")
-        k, v = it.split('=', 1)
-        try: out[k.replace('-', '_')] = json.loads(v)
-        except json.JSONDecodeError: out[k.replace('-', '_')] = v
-    return out
+    "`--set KEY=VALUE` items as typed `FinetuneConfig` overrides (the parser of `ssl3d pretrain --set`)."
+    # so augment=False is the boolean False, not the truthy string 'False'; unknown fields and wrong types fail here
+    ov = {k.replace('-', '_'): v for k, v in parse_assignments(items).items()}
+    cfg = apply_overrides(FinetuneConfig(), ov)
+    return {k: getattr(cfg, k) for k in ov}
 
 def _run_finetune(a):
     ov = dict(_parse_set(a.set), **({'load_decoder': False} if a.no_decoder else {}),

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torchio as tio
 from .core import Ssl3dError, DataError, config_to_dict, update_config, load_json, register_command, seed_everything, check_writable, pick_device
-from .data import discover_dataset, load_dataset, preprocessing, load_splits, pool_label_spaces, remap_labels
+from .data import discover_dataset, load_dataset, preprocessing, load_splits, pool_label_spaces, remap_labels, modality_of
 from .methods.core import METHODS, PretextDataset, BatchedPretextDataset, build_method, has_batched
 from .batched import DeviceVolumes, volumes_fit
 import ssl3d.methods.vectorpose, ssl3d.methods.models_genesis  # register the methods defined by this project's notebooks
@@ -52,8 +52,7 @@ def _modality(data, modality):
     if modality != 'auto':
         if modality not in ('ct', 'mr'): raise Ssl3dError(f"modality={modality!r}: 'auto', 'ct' or 'mr'")
         return modality
-    names = discover_dataset(data, split='all')['modality']
-    return 'ct' if not names or all('ct' in n.lower() for n in names) else 'mr'
+    return modality_of(discover_dataset(data, split='all')['modality'])  # the one rule every stage uses
 
 def pretrain_subjects(data, # dataset folder / dataset.json / CSV manifest (anything `load_dataset` reads)
                       split:str='pretrain', # 'pretrain', 'train', 'training', 'unlabelled' or 'all'

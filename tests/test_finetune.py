@@ -52,9 +52,18 @@ def tiny_run(tmp_path_factory):
     data = root/'data'
     write_phantom_dataset(data, n=6, n_test=1, seed=0, shape=(56, 40, 56), spacing=(6., 6., 6.))
     rc = main(['finetune', '--data', str(data), '--init', 'none', '--label-fraction', '0.25', '--seed', '0',
-               '--steps', '30', '--preset', 'tiny', '--out', str(root/'run'), '--device', 'cpu', '--set', 'eval_every=10'])
+               '--steps', '30', '--preset', 'tiny', '--out', str(root/'run'), '--device', 'cpu', '--set', 'eval_every=10', 'augment=False'])
     assert rc == 0
     return root, data, root/'run'
+
+
+def test_set_values_are_typed(tiny_run):
+    "`--set augment=False` is the boolean False in the run's record (it used to be the truthy string 'False')."
+    root, data, run = tiny_run
+    assert json.loads((run/'finetune.json').read_text())['config']['augment'] is False
+    assert json.loads((run/'config.json').read_text())['provenance']['config']['augment'] is False
+    with pytest.raises(Ssl3dError, match="augment='maybe': expected"): ft._parse_set(['augment=maybe'])
+    with pytest.raises(Ssl3dError, match="no field 'nosuch'"): ft._parse_set(['nosuch=1'])
 
 
 @pytest.mark.slow
@@ -122,7 +131,7 @@ def test_evaluate_refuses_foreign_split(tiny_run):
 def test_rerun_skips_finished(tiny_run, capsys):
     root, data, run = tiny_run
     before = (run/'best.pt').stat().st_mtime
-    ft.finetune(data, 'none', run, 0.25, 0, 'tiny', 30, 'cpu', overrides=dict(eval_every=10))
+    ft.finetune(data, 'none', run, 0.25, 0, 'tiny', 30, 'cpu', overrides=dict(eval_every=10, augment=False))
     assert 'skipping' in capsys.readouterr().out and (run/'best.pt').stat().st_mtime == before
 
 
