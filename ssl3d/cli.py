@@ -18,6 +18,13 @@ COMMAND_MODULES = ['ssl3d.data', 'ssl3d.phantoms', 'ssl3d.pretrain', 'ssl3d.fine
 def _load_commands():
     for m in COMMAND_MODULES: importlib.import_module(m)
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    "Show a default only when it says something (not None, False or an empty list), so help stays short."
+    def _get_help_string(self, action):
+        d = action.default
+        if d is None or d is False or d == [] or d == argparse.SUPPRESS or '%(default)' in (action.help or ''): return action.help
+        return super()._get_help_string(action)
+
 def build_parser() -> argparse.ArgumentParser:
     "The `ssl3d` parser with every registered subcommand."
     _load_commands()
@@ -28,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS.names():
         cmd = COMMANDS.get(name)
         sp = sub.add_parser(name, help=cmd.help, description=cmd.help,
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=_DefaultsFormatter)
         cmd.configure(sp)
         sp.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='show the Python traceback of an error')
         sp.set_defaults(_run=cmd.run)

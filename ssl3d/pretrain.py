@@ -11,7 +11,7 @@ import torch
 import torchio as tio
 from .core import Ssl3dError, DataError, config_to_dict, update_config, load_json, register_command, seed_everything, check_writable, pick_device
 from .data import discover_dataset, load_dataset, preprocessing, load_splits, pool_label_spaces, remap_labels, modality_of
-from .methods.core import METHODS, PretextDataset, BatchedPretextDataset, build_method, has_batched
+from .methods.core import METHODS, PretextDataset, BatchedPretextDataset, build_method, has_batched, method_config
 from .batched import DeviceVolumes, volumes_fit
 import ssl3d.methods.vectorpose, ssl3d.methods.models_genesis  # register the methods defined by this project's notebooks
 from .train import TRAIN_PRESETS, TrainConfig, Trainer, train_config
@@ -325,41 +325,37 @@ def _method_fields() -> dict:
 
 def _configure(p:argparse.ArgumentParser):
     fields = _method_fields()
-    p.add_argument('--data', required=True, action='append', help='dataset folder, dataset.json or CSV manifest (read by ssl3d.data.load_dataset); '
-                   'repeat to pool datasets (label-aware methods such as mixcl merge their label spaces by name)')
-    p.add_argument('--method', default='vectorpose', help=f"registered method: {', '.join(METHODS.names())}")
-    p.add_argument('--out', required=True, help='run folder (final.pt, checkpoint.pt, config.json, log.csv)')
-    p.add_argument('--preset', default='cpu-small', help="method/training/data preset ('cpu-small', 'paper', or a method's own)")
+    p.add_argument('--data', action='append', help='dataset folder, dataset.json or CSV manifest; repeat to pool datasets')
+    p.add_argument('--method', default='vectorpose', help=f"{', '.join(n for n in METHODS.names() if n != 'toy')}")
+    p.add_argument('--out', help='run folder (resumed when it holds the same run)')
+    p.add_argument('--preset', default='cpu-small', help="'cpu-small', 'paper' or a method's own")
+    p.add_argument('--show-config', action='store_true', help='print the resolved config of --method/--preset and exit')
     p.add_argument('--steps', type=int, default=None, help='optimizer steps (default: the preset)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda', 'cuda:1'")
     p.add_argument('--batch-size', type=int, default=None, help='items per step (default: the preset)')
     p.add_argument('--lr', type=float, default=None, help='peak learning rate (default: the preset)')
-    p.add_argument('--workers', type=int, default=0, help='DataLoader workers running method.prepare')
+    p.add_argument('--workers', type=int, default=0, help='DataLoader workers')
     p.add_argument('--split', default='pretrain', choices=['pretrain', 'train', 'training', 'unlabelled', 'all'])
     p.add_argument('--splits', default=None, help='split JSON: its val/test ids are never pretrained on')
-    p.add_argument('--spacing', type=float, nargs=3, default=None, metavar=('SX', 'SY', 'SZ'), help='resample to this spacing (mm)')
+    p.add_argument('--spacing', type=float, nargs=3, default=None, metavar=('SX', 'SY', 'SZ'), help='resample (mm)')
     p.add_argument('--modality', default='auto', choices=['auto', 'ct', 'mr'])
     p.add_argument('--hu-range', type=float, nargs=2, default=[-1000., 1000.], metavar=('LOW', 'HIGH'),
-                   help='CT window mapped to [0, 1] (default the Models Genesis -1000 1000; fine-tune with the same)')
-    p.add_argument('--samples-per-volume', default=None, help="crops per volume per epoch: an int or 'auto' (default: the preset)")
+                   help='CT window mapped to [0, 1]; fine-tune with the same')
+    p.add_argument('--samples-per-volume', default=None, help="crops per volume per epoch: an int or 'auto'")
     p.add_argument('--no-resume', action='store_true', help='start over even if --out holds a checkpoint')
-    p.add_argument('--no-batched', action='store_true', help="per-item CPU pipeline even when the method has the batched device one")
-    p.add_argument('--volumes-on-device', default='auto', choices=['auto', 'yes', 'no'],
-                   help="batched path: keep the volumes in device memory ('auto': on CUDA when they fit)")
-    p.add_argument('--probe-every', type=int, default=None, help='online segmentation probe every N steps (0: off; default: on for cpu-small when the data have labels)')
-    p.add_argument('--probe-volumes', type=int, default=None, help='labelled volumes the probe is fit on (default 2)')
-    p.add_argument('--probe-val-volumes', type=int, default=None, help='labelled volumes the probe is scored on (default 2)')
-    p.add_argument('--probe-steps', type=int, default=None, help='optimiser steps of each probe fit (default 300)')
-    p.add_argument('--logger', default='csv', choices=['csv', 'tensorboard'], help='tensorboard: also write event files to OUT/tb (needs the tensorboard extra)')
-    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bar (default: when a terminal)')
-    p.add_argument('--set', nargs='+', default=[], metavar='FIELD=VALUE', help='method Config fields, e.g. --set eta=0.1 units=mm')
-    p.add_argument('--train-set', nargs='+', default=[], metavar='FIELD=VALUE', help=f"TrainConfig fields: {', '.join(f.name for f in dataclasses.fields(TrainConfig))}")
-    g = p.add_argument_group('method fields', 'one flag per Config field of the registered methods (value: a Python/JSON literal)')
-    for k in sorted(fields):
+    p.add_argument('--no-batched', action='store_true', help='per-item CPU pipeline instead of the batched device one')
+    p.add_argument('--volumes-on-device', default='auto', choices=['auto', 'yes', 'no'], help=argparse.SUPPRESS)
+    p.add_argument('--probe-every', type=int, default=None, help='online segmentation probe every N steps (0: off)')
+    for k in ('volumes', 'val-volumes', 'steps'): p.add_argument(f'--probe-{k}', type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument('--logger', default='csv', choices=['csv', 'tensorboard'], help='tensorboard: also OUT/tb (extra)')
+    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bar')
+    p.add_argument('--set', nargs='+', default=[], metavar='FIELD=VALUE',
+                   help='method Config fields (also one flag each, e.g. --n-vectors 5; list them with --show-config)')
+    p.add_argument('--train-set', nargs='+', default=[], metavar='FIELD=VALUE', help='TrainConfig fields')
+    for k in sorted(fields):  # accepted, listed by --show-config rather than in --help (one screen)
         if k in _FIXED: continue
-        defaults = '; '.join(f"{m}: {v!r}" for m, v in fields[k].items())
-        g.add_argument('--' + k.replace('_', '-'), dest=f'field__{k}', nargs='+', default=None, metavar='V', help=f"[{defaults}]")
+        p.add_argument('--' + k.replace('_', '-'), dest=f'field__{k}', nargs='+', default=None, help=argparse.SUPPRESS)
 
 def _flag_overrides(args) -> dict:
     out = {}
@@ -367,6 +363,14 @@ def _flag_overrides(args) -> dict:
         if k.startswith('field__') and v is not None:
             out[k[len('field__'):]] = parse_value(v[0]) if len(v) == 1 else [parse_value(x) for x in v]
     return out
+
+def _show_config(cls, args, mo:dict, to:dict) -> int:
+    "Print the method and training configs that `--method/--preset` plus the overrides resolve to."
+    cfg = apply_overrides(method_config(args.method, args.preset), mo)
+    tcfg = train_config(args.preset if args.preset in TRAIN_PRESETS else None, **{**cls.TRAIN_PRESETS.get(args.preset, {}), **to})
+    print(json.dumps(dict(method=args.method, preset=args.preset, config=config_to_dict(cfg), train=config_to_dict(tcfg)),
+                     indent=1, default=str))
+    return 0
 
 def _run(args) -> int:
     cls = METHODS.get(args.method)
@@ -383,6 +387,9 @@ def _run(args) -> int:
     if args.batch_size is not None: to['batch_size'] = args.batch_size
     if args.lr is not None: to['lr'] = args.lr
     if args.logger != 'csv': to['logger'] = args.logger
+    if args.show_config: return _show_config(cls, args, mo, to)
+    for flag, v in (('--data', args.data), ('--out', args.out)):
+        if not v: raise Ssl3dError(f"ssl3d pretrain needs {flag} (see ssl3d pretrain --help)")
     spv = args.samples_per_volume
     if spv is not None and spv != 'auto': spv = int(spv)
     final = pretrain(args.data[0] if len(args.data) == 1 else args.data, args.method, args.out, preset=args.preset, steps=args.steps, seed=args.seed, device=args.device,

@@ -1,7 +1,7 @@
 """ssl3d.pretrain + the single-view methods (VectorPOSE, Models Genesis): CLI end to end on a tiny phantom
 dataset, resume, provenance, bad flags; method known answers (anatomy targets invariant to flips, edges,
 corruption on/off, gradients, ablation terms)."""
-import dataclasses, subprocess, sys
+import dataclasses, json, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
@@ -80,11 +80,22 @@ def test_cli_bad_input(data, tmp_path, capsys):
     assert 'dataset not found' in capsys.readouterr().err
 
 
-def test_help_lists_method_fields():
-    r = subprocess.run([sys.executable, '-c', 'import ssl3d.pretrain; from ssl3d.cli import main; main(["pretrain", "--help"])'],
-                       capture_output=True, text=True, timeout=120)
-    for flag in ('--n-vectors', '--crop-size', '--lam', '--alpha', '--eta', '--index-mode', '--scale-range', '--bezier-points', '--set'):
-        assert flag in r.stdout, flag
+def _cli(*args):
+    code = f'import sys; from ssl3d.cli import main; sys.exit(main({list(args)!r}))'
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+
+
+def test_help_fits_one_screen_and_show_config_lists_method_fields():
+    r = _cli('pretrain', '--help')
+    assert r.returncode == 0 and len(r.stdout.splitlines()) <= 60 and '--show-config' in r.stdout and '--set' in r.stdout
+    r = _cli('pretrain', '--method', 'vectorpose', '--preset', 'tiny', '--n-vectors', '5', '--set', 'eta=0.25', '--show-config')
+    cfg = json.loads(r.stdout)
+    assert (cfg['method'], cfg['preset']) == ('vectorpose', 'tiny')
+    assert cfg['config']['n_vectors'] == 5 and cfg['config']['eta'] == 0.25       # a field flag and --set both apply
+    for field in ('crop_size', 'lam', 'alpha', 'index_mode', 'scale_range', 'bezier_points'): assert field in cfg['config'], field
+    assert 'steps' in cfg['train'] and 'lr' in cfg['train']
+    r = _cli('pretrain', '--method', 'vectorpose', '--out', 'x')
+    assert r.returncode == 2 and 'needs --data' in r.stderr and 'Traceback' not in r.stderr
 
 
 def test_anatomy_targets_invariant_to_flips(subj):
