@@ -199,12 +199,13 @@ def pretrain(data, # dataset folder / dataset.json / CSV manifest, or a list of 
              probe_config:dict|None=None # `ssl3d.probe.ProbeConfig` fields (volumes, val_volumes, steps, ...)
             ) -> Path: # path of final.pt
     "Pretrain `method` on the images of `data` and return the path of the run's `final.pt`."
-    check_writable(out_dir, 'run folder')  # before minutes of loading
     if method not in METHODS: _load_method_modules()  # e.g. 'pgl' when only vectorpose was imported
     cls = METHODS.get(method)
     dp = PRETRAIN_DATA_PRESETS.get(preset, PRETRAIN_DATA_PRESETS['cpu-small'])
     if preset not in cls.presets(): raise Ssl3dError(f"method {method!r}: unknown preset {preset!r}; available: {sorted(cls.presets())}")
     datas = [data] if isinstance(data, (str, Path)) else list(data)
+    for d in datas: discover_dataset(d, split='all')  # a missing or malformed dataset fails before anything is written
+    check_writable(out_dir, 'run folder')  # before minutes of loading
     sp_, uses_labels = dp['spacing'] if spacing == 'preset' else spacing, bool(getattr(cls, 'USES_LABELS', False))
     if uses_labels or len(datas) > 1:
         subjects, info = pooled_pretrain_subjects(datas, split, splits_file, sp_, modality, hu_range, labels=uses_labels)

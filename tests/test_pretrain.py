@@ -78,6 +78,7 @@ def test_cli_bad_input(data, tmp_path, capsys):
     assert "unknown preset 'huge'" in capsys.readouterr().err
     assert main(['pretrain', '--data', str(tmp_path / 'missing'), '--out', str(tmp_path / 'y')]) == 2
     assert 'dataset not found' in capsys.readouterr().err
+    assert not (tmp_path / 'y').exists()  # nothing written for a run that cannot start
 
 
 def _cli(*args):
