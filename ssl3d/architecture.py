@@ -46,9 +46,13 @@ def architecture_fingerprint(net:nn.Module, # any network whose forward takes on
                   [[k, list(b.shape)] for k, b in m.named_buffers(recurse=False)]] for name, m in net.named_modules()]
     outputs, hooks = {}, []
     for name, m in net.named_modules():
-        hooks.append(m.register_forward_hook(lambda mod, args, out, name=name: outputs.setdefault(name, []).append(_shapes(out))))
+        hooks.append(
+            m.register_forward_hook(lambda mod, args, out, name=name: outputs.setdefault(name, []).append(_shapes(out)))
+        )
     p = next(net.parameters(), None)
-    x = torch.zeros(1, C, *size, device=p.device if p is not None else 'cpu', dtype=p.dtype if p is not None else torch.float32)
+    x = torch.zeros(
+        1, C, *size, device=p.device if p is not None else 'cpu', dtype=p.dtype if p is not None else torch.float32
+    )
     was = net.training
     try:
         net.eval()
@@ -61,5 +65,11 @@ def architecture_fingerprint(net:nn.Module, # any network whose forward takes on
     n = sum(q.numel() for q in net.parameters())
     parts = [f"{name} → {_fmt_shape(o[-1])}" for name, o in ((k, outputs.get(k)) for k, _ in net.named_children()) if o]
     desc = f"{type(net).__name__} ({n / 1e6:.3g} M params) at {C}@{'×'.join(map(str, size))}: " + '; '.join(parts)
-    return dict(hash=hashlib.sha256(blob.encode()).hexdigest()[:12], description=desc, input=[C, *size], n_params=int(n),
-                structure=structure, outputs=outs)
+    return dict(
+        hash=hashlib.sha256(blob.encode()).hexdigest()[:12],
+        description=desc,
+        input=[C, *size],
+        n_params=int(n),
+        structure=structure,
+        outputs=outs,
+    )

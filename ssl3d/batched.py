@@ -36,7 +36,10 @@ def view_patch_box(g:ViewGeometry, # the view
     lo = [math.floor(a) - 1 for a in g.box_start]
     hi = [math.ceil(a + l) + 1 for a, l in zip(g.box_start, g.box_size)]
     size = tuple(h - l for l, h in zip(lo, hi)) if patch_size is None else tuple(int(s) for s in patch_size)
-    if any(s < h - l for s, l, h in zip(size, lo, hi)): raise Ssl3dError(f"patch_size={patch_size}: smaller than the view box + margin {[h - l for l, h in zip(lo, hi)]}")
+    if any(s < h - l for s, l, h in zip(size, lo, hi)):
+        raise Ssl3dError(
+            f"patch_size={patch_size}: smaller than the view box + margin {[h - l for l, h in zip(lo, hi)]}"
+        )
     return tuple(lo), size
 
 def cut_patch(volume:torch.Tensor, # (C, X, Y, Z) source volume (any device)
@@ -54,7 +57,9 @@ def cut_patch(volume:torch.Tensor, # (C, X, Y, Z) source volume (any device)
     out = fill.view(-1, 1, 1, 1).expand(x.shape[0], *size).clone()
     if all(h > l for l, h in zip(lo, hi)):
         d = [l - a for l, a in zip(lo, start)]
-        out[:, d[0]:d[0] + hi[0] - lo[0], d[1]:d[1] + hi[1] - lo[1], d[2]:d[2] + hi[2] - lo[2]] = x[:, lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        out[:, d[0] : d[0] + hi[0] - lo[0], d[1] : d[1] + hi[1] - lo[1], d[2] : d[2] + hi[2] - lo[2]] = x[
+            :, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]
+        ]
     return out
 
 def views_from_patches(patches:torch.Tensor, # (B, C, *P) patches from `cut_patch`
@@ -133,12 +138,17 @@ def mg_corruption_params(corruption:tio.Compose, # a `models_genesis_corruption`
             bezier[:] = torch.tensor([1, a, b, c, d, float(dec)], dtype=torch.float64)
         elif isinstance(t, RandomPainting):
             out = t._choose()
-            boxes = (sample_outpainting_boxes if out else sample_inpainting_boxes)(tuple(shape), t.max_boxes, t.p_continue, t.margin)
+            boxes = (sample_outpainting_boxes if out else sample_inpainting_boxes)(
+                tuple(shape), t.max_boxes, t.p_continue, t.margin
+            )
             paint[:4] = torch.tensor([1, int(out), len(boxes), t._get_random_seed()])
             if boxes: paint[4:4 + 6 * len(boxes)] = torch.tensor(boxes).flatten()
-        else: raise Ssl3dError(f"mg_corruption_params: unsupported transform {type(t).__name__}")
+        else:
+            raise Ssl3dError(f"mg_corruption_params: unsupported transform {type(t).__name__}")
         torch.rand(1)  # the deterministic transform's own Transform.__call__ draw
-    return dict(mg_shuffle=shuffle, mg_bezier=bezier, mg_paint=paint if paint is not None else torch.zeros(4, dtype=torch.int64))
+    return dict(
+        mg_shuffle=shuffle, mg_bezier=bezier, mg_paint=paint if paint is not None else torch.zeros(4, dtype=torch.int64)
+    )
 
 # %% ../nbs/21_batched.ipynb 16
 def shuffle_windows(shape, # (X, Y, Z)
@@ -165,7 +175,9 @@ def _offset_table(V, smax):
             for sy in range(1, smax[1] + 1):
                 for sz in range(1, smax[2] + 1):
                     lx, ly, lz = np.meshgrid(np.arange(sx), np.arange(sy), np.arange(sz), indexing='ij')
-                    tabs.append(((lx * V[1] + ly) * V[2] + lz).ravel().astype(np.int32)); start[sx, sy, sz] = pos; pos += sx * sy * sz
+                    tabs.append(((lx * V[1] + ly) * V[2] + lz).ravel().astype(np.int32))
+                    start[sx, sy, sz] = pos
+                    pos += sx * sy * sz
         _OFFSETS[key] = (torch.from_numpy(np.concatenate(tabs)), start)
     return _OFFSETS[key]
 
@@ -176,13 +188,17 @@ def _shuffle_one(V, seed, n_windows, max_fraction, device):
     nvox = size.prod(1)
     per = np.stack([np.arange(len(size)), tstart[size[:, 0], size[:, 1], size[:, 2]] - (np.cumsum(nvox) - nvox),
                     (start[:, 0] * V[1] + start[:, 1]) * V[2] + start[:, 2]], 1)
-    w, shift, base = torch.repeat_interleave(torch.from_numpy(per).to(device), torch.from_numpy(nvox).to(device), 0).unbind(1)
+    w, shift, base = torch.repeat_interleave(
+        torch.from_numpy(per).to(device), torch.from_numpy(nvox).to(device), 0
+    ).unbind(1)
     dest = base + torch.take(table.to(device), torch.arange(len(w), device=device) + shift)  # take: the fastest gather
     bits = max(1, int(len(size) - 1).bit_length())
     rb = 31 - bits  # random bits of the int32 sort key (w in the high bits); int64 keys when too few are left
     g = _generator(device, seed)
-    if rb >= 16: key = (w.int() << rb) | torch.randint(0, 1 << rb, (len(w),), generator=g, device=device, dtype=torch.int32)
-    else: key = (w << 40) | torch.randint(0, 1 << 40, (len(w),), generator=g, device=device)
+    if rb >= 16:
+        key = (w.int() << rb) | torch.randint(0, 1 << rb, (len(w),), generator=g, device=device, dtype=torch.int32)
+    else:
+        key = (w << 40) | torch.randint(0, 1 << 40, (len(w),), generator=g, device=device)
     src = torch.take(dest, torch.sort(key).indices)    # a uniform random permutation inside each window
     # the last window covering a voxel wins it: per voxel, the max of (window << 32 | source) over its entries
     P = math.prod(V)
@@ -267,11 +283,17 @@ def intensity_params(augment:tio.Compose # a `pgl_intensity_augmentation` pipeli
     for t in augment.transforms:
         if not _coin(t): continue
         if isinstance(t, RandomVarianceNoise):
-            out[0:3] = torch.tensor([1, math.sqrt(t.sample_uniform(*t.variance_range)), t._get_random_seed()], dtype=torch.float64)
-        elif isinstance(t, RandomVoxelBlur): out[3:5] = torch.tensor([1, t.sample_uniform(*t.sigma_range)], dtype=torch.float64)
-        elif isinstance(t, RandomBrightness): out[5:7] = torch.tensor([1, t.sample_uniform(*t.factor_range)], dtype=torch.float64)
-        elif isinstance(t, RandomRangeGamma): out[7:9] = torch.tensor([1, t.sample_uniform(*t.gamma_range)], dtype=torch.float64)
-        else: raise Ssl3dError(f"intensity_params: unsupported transform {type(t).__name__}")
+            out[0:3] = torch.tensor(
+                [1, math.sqrt(t.sample_uniform(*t.variance_range)), t._get_random_seed()], dtype=torch.float64
+            )
+        elif isinstance(t, RandomVoxelBlur):
+            out[3:5] = torch.tensor([1, t.sample_uniform(*t.sigma_range)], dtype=torch.float64)
+        elif isinstance(t, RandomBrightness):
+            out[5:7] = torch.tensor([1, t.sample_uniform(*t.factor_range)], dtype=torch.float64)
+        elif isinstance(t, RandomRangeGamma):
+            out[7:9] = torch.tensor([1, t.sample_uniform(*t.gamma_range)], dtype=torch.float64)
+        else:
+            raise Ssl3dError(f"intensity_params: unsupported transform {type(t).__name__}")
         torch.rand(1)  # the deterministic transform's own Transform.__call__ draw
     return out
 
@@ -349,10 +371,20 @@ def raw_patches(raw:dict, # a collated raw batch on the device
                ) -> torch.Tensor: # (B, C, *P) float patches
     "The patches of a raw batch: shipped by the workers (`patch{suffix}`), or cut here from `device_volumes`."
     if f'patch{suffix}' in raw: return raw[f'patch{suffix}'].float()
-    if device_volumes is None: raise Ssl3dError("a raw batch without patches needs method.device_volumes (a DeviceVolumes)")
+    if device_volumes is None:
+        raise Ssl3dError("a raw batch without patches needs method.device_volumes (a DeviceVolumes)")
     dev = raw[f'patch_start{suffix}'].device
-    return torch.stack([cut_patch(device_volumes.get(i, dev), a, s, p) for i, a, s, p in
-                        zip(raw['volume_index'].tolist(), raw[f'patch_start{suffix}'].tolist(), raw[f'patch_size{suffix}'].tolist(), raw['pad'])])
+    return torch.stack(
+        [
+            cut_patch(device_volumes.get(i, dev), a, s, p)
+            for i, a, s, p in zip(
+                raw['volume_index'].tolist(),
+                raw[f'patch_start{suffix}'].tolist(),
+                raw[f'patch_size{suffix}'].tolist(),
+                raw['pad'],
+            )
+        ]
+    )
 
 def volumes_fit(subjects:list, # the pretraining pool
                 device, # the training device

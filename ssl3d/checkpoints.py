@@ -87,18 +87,31 @@ def preprocessing_record(modality:str='ct', # 'ct' or 'mr'
                          orientation:str='RAS+' # `ssl3d.data.preprocessing` reorients to canonical RAS+
                         ) -> dict:
     "The preprocessing of `ssl3d.data.preprocessing` as plain JSON values."
-    return dict(modality=str(modality), hu_range=[float(v) for v in hu_range], percentiles=[float(v) for v in percentiles],
-                spacing=None if spacing is None else [float(v) for v in spacing], crop_body=bool(crop_body), orientation=orientation)
+    return dict(
+        modality=str(modality),
+        hu_range=[float(v) for v in hu_range],
+        percentiles=[float(v) for v in percentiles],
+        spacing=None if spacing is None else [float(v) for v in spacing],
+        crop_body=bool(crop_body),
+        orientation=orientation,
+    )
 
-def make_sidecar(provenance:dict, # run provenance (method, config, backbone, dataset_fingerprint, data, version, git_commit)
-                 state:dict|None=None, # the weights (for the weights fingerprint)
-                 step:int|None=None # training steps behind the weights
-                ) -> dict:
+
+def make_sidecar(
+    provenance: dict,  # run provenance (method, config, backbone, dataset_fingerprint, data, version, git_commit)
+    state: dict | None = None,  # the weights (for the weights fingerprint)
+    step: int | None = None,  # training steps behind the weights
+) -> dict:
     "The sidecar of pretrained weights, from a run's provenance."
     prov = dict(provenance or {})
     data = prov.get('data') or {}
-    pre = preprocessing_record(data.get('modality', 'ct'), data.get('hu_range', (-1000, 1000)), data.get('percentiles', (0.5, 99.5)),
-                               data.get('spacing'), data.get('crop_body', True))
+    pre = preprocessing_record(
+        data.get('modality', 'ct'),
+        data.get('hu_range', (-1000, 1000)),
+        data.get('percentiles', (0.5, 99.5)),
+        data.get('spacing'),
+        data.get('crop_body', True),
+    )
     return dict(format=SIDECAR_FORMAT, method=prov.get('method'), config=prov.get('config', prov.get('method_config')),
                 backbone=prov.get('backbone'), weights_fingerprint=weights_fingerprint(state) if state else None,
                 preprocessing=pre, dataset_fingerprint=prov.get('dataset_fingerprint'), dataset=data.get('data'),
@@ -130,15 +143,20 @@ def resolve_init(init:str|Path # a path, or hf://owner/name
                          "check the name and network access, or download the folder and pass --init DIR") from None
 
 def _legacy(path:Path) -> dict:
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
+    try:ck = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise Ssl3dError(f"{path}: cannot load checkpoint with weights_only=True ({type(e).__name__}: {e})") from e
     tr, prov = ck.get('transfer'), ck.get('provenance') or {}
     if not isinstance(tr, dict) or not isinstance(tr.get('encoder'), dict):
         raise Ssl3dError(f"{path}: not a pretrained checkpoint: no 'transfer' with an 'encoder' state dict "
                          f"(keys: {sorted(ck)}); pass the pretraining run's final.pt")
     state = {f'{m}.{k}': v for m in ('encoder', 'decoder') if isinstance(tr.get(m), dict) for k, v in tr[m].items()}
-    return dict(transfer={'encoder': tr['encoder'], 'decoder': tr.get('decoder')}, sidecar=make_sidecar(prov, state, ck.get('step')),
-                provenance=prov, path=path, format='legacy-pt')
+    return dict(
+        transfer={'encoder': tr['encoder'], 'decoder': tr.get('decoder')},
+        sidecar=make_sidecar(prov, state, ck.get('step')),
+        provenance=prov,
+        path=path,
+        format='legacy-pt',
+    )
 
 def weights_file(init:str|Path # run folder, HF-style folder, .safetensors or legacy final.pt (a local path)
                 ) -> Path: # the file that holds the weights
@@ -157,12 +175,20 @@ def read_pretrained(init:str|Path # run folder, .safetensors, legacy final.pt, H
     path = weights_file(resolve_init(init))
     if path.suffix != '.safetensors': return _legacy(path)
     state, sc = load_weights(path)
-    if sc is None: raise Ssl3dError(f"{path}: no sidecar ({sidecar_path(path).name} or config.json) beside the weights; cannot rebuild the network")
+    if sc is None:
+        raise Ssl3dError(
+            f"{path}: no sidecar ({sidecar_path(path).name} or config.json) beside the weights; cannot rebuild the network"
+        )
     tr = _split(state)
     if not tr['encoder']: raise Ssl3dError(f"{path}: no 'encoder.*' weights (keys e.g. {sorted(state)[:3]})")
-    prov = {**(sc.get('data') and {'data': sc['data']} or {}), **{k: sc.get(k) for k in ('method', 'config', 'backbone', 'dataset_fingerprint', 'preset')},
-            'version': sc.get('version'), 'git_commit': sc.get('commit'), 'preprocessing': sc.get('preprocessing'),
-            'weights_fingerprint': sc.get('weights_fingerprint')}
+    prov = {
+        **(sc.get('data') and {'data': sc['data']} or {}),
+        **{k: sc.get(k) for k in ('method', 'config', 'backbone', 'dataset_fingerprint', 'preset')},
+        'version': sc.get('version'),
+        'git_commit': sc.get('commit'),
+        'preprocessing': sc.get('preprocessing'),
+        'weights_fingerprint': sc.get('weights_fingerprint'),
+    }
     return dict(transfer=tr, sidecar=sc, provenance=prov, path=path, format='safetensors')
 
 # %% ../nbs/45_checkpoints.ipynb 18
@@ -197,28 +223,68 @@ def model_card(sidecar:dict, # the exported config
     data = sidecar.get('data') or {}
     ds = Path(str(sidecar.get('dataset') or 'unknown')).name
     tags = ['ssl3d', 'self-supervised-learning', 'medical-imaging', '3d', 'image-segmentation', m]
-    lines = ['---', 'library_name: ssl3d', f'license: {licence}', 'tags:', _yaml_list(tags), 'datasets:', _yaml_list([ds]), '---', '',
-             f"# ssl3d {m} encoder", '',
-             f"Self-supervised **{m}** pretraining with [ssl3d](https://github.com/ssl3d/ssl3d) (version {sidecar.get('version')}, "
-             f"commit `{sidecar.get('commit')}`): a 3D encoder{' and decoder' if sidecar.get('has_decoder', True) else ''} for segmentation fine-tuning.", '',
-             '| | |', '|---|---|', f"| method | {m} (preset {sidecar.get('preset')}) |", f"| steps | {sidecar.get('steps')} |",
-             f"| backbone | `{json.dumps(sidecar.get('backbone'))}` |", f"| weights fingerprint | `{sidecar.get('weights_fingerprint')}` |",
-             f"| data | {ds}: {data.get('n_subjects', '?')} volumes, fingerprint `{str(sidecar.get('dataset_fingerprint'))[:16]}` |",
-             f"| modality | {pre.get('modality')} |", f"| CT window (HU) | {pre.get('hu_range')} |", f"| spacing (mm) | {pre.get('spacing') or 'native'} |",
-             f"| orientation | {pre.get('orientation')} |", '']
+    lines = [
+        '---',
+        'library_name: ssl3d',
+        f'license: {licence}',
+        'tags:',
+        _yaml_list(tags),
+        'datasets:',
+        _yaml_list([ds]),
+        '---',
+        '',
+        f"# ssl3d {m} encoder",
+        '',
+        f"Self-supervised **{m}** pretraining with [ssl3d](https://github.com/ssl3d/ssl3d) (version {sidecar.get('version')}, "
+        f"commit `{sidecar.get('commit')}`): a 3D encoder{' and decoder' if sidecar.get('has_decoder', True) else ''} for segmentation fine-tuning.",
+        '',
+        '| | |',
+        '|---|---|',
+        f"| method | {m} (preset {sidecar.get('preset')}) |",
+        f"| steps | {sidecar.get('steps')} |",
+        f"| backbone | `{json.dumps(sidecar.get('backbone'))}` |",
+        f"| weights fingerprint | `{sidecar.get('weights_fingerprint')}` |",
+        f"| data | {ds}: {data.get('n_subjects', '?')} volumes, fingerprint `{str(sidecar.get('dataset_fingerprint'))[:16]}` |",
+        f"| modality | {pre.get('modality')} |",
+        f"| CT window (HU) | {pre.get('hu_range')} |",
+        f"| spacing (mm) | {pre.get('spacing') or 'native'} |",
+        f"| orientation | {pre.get('orientation')} |",
+        '',
+    ]
     if results:
-        lines += ['## Label efficiency', '', 'Fine-tuned Dice (mean over the rows of the results file) per fraction of labelled training volumes:', '',
-                  '| label fraction | Dice | rows |', '|---|---|---|']
-        lines += [f"| {float(r['label_fraction']):g} | {float(r['dice']):.3f} | {r.get('n', '')} |" for r in results] + ['']
-    else: lines += ['No label-efficiency result was recorded with this checkpoint.', '']
-    lines += ['## Use', '', '```bash', 'ssl3d finetune --data DATA --init DIR_OR_hf://owner/name --out runs/ft', '```', '',
-              'Fine-tuning rebuilds the network and the preprocessing from `config.json` and warns, naming the field, '
-              'where your choices differ.', '']
+        lines += [
+            '## Label efficiency',
+            '',
+            'Fine-tuned Dice (mean over the rows of the results file) per fraction of labelled training volumes:',
+            '',
+            '| label fraction | Dice | rows |',
+            '|---|---|---|',
+        ]
+        lines += [
+            f"| {float(r['label_fraction']):g} | {float(r['dice']):.3f} | {r.get('n', '')} |" for r in results
+        ] + ['']
+    else:
+        lines += ['No label-efficiency result was recorded with this checkpoint.', '']
+    lines += [
+        '## Use',
+        '',
+        '```bash',
+        'ssl3d finetune --data DATA --init DIR_OR_hf://owner/name --out runs/ft',
+        '```',
+        '',
+        'Fine-tuning rebuilds the network and the preprocessing from `config.json` and warns, naming the field, '
+        'where your choices differ.',
+        '',
+    ]
     return '\n'.join(lines)
 
-def label_efficiency(path:str|Path, # tidy results CSV (`ssl3d.experiments`: method, label_fraction, metric, value) or label_fraction,dice rows
-                     method:str|None=None # keep this method's rows (tidy files)
-                    ) -> list[dict]: # [{label_fraction, dice, n}] sorted by fraction
+
+def label_efficiency(
+    path: (
+        str | Path
+    ),  # tidy results CSV (`ssl3d.experiments`: method, label_fraction, metric, value) or label_fraction,dice rows
+    method: str | None = None,  # keep this method's rows (tidy files)
+) -> list[dict]:  # [{label_fraction, dice, n}] sorted by fraction
     "Mean Dice per label fraction from a results file, for the model card."
     import csv
     with open(path, newline='') as f: rows = list(csv.DictReader(f))
@@ -229,11 +295,15 @@ def label_efficiency(path:str|Path, # tidy results CSV (`ssl3d.experiments`: met
     for r in rows: by.setdefault(float(r['label_fraction']), []).append(float(r['dice']))
     return [dict(label_fraction=f, dice=sum(v) / len(v), n=len(v)) for f, v in sorted(by.items())]
 
-def export_hf(model:str|Path, # pretraining run folder, model.safetensors or legacy final.pt
-              out:str|Path, # output folder
-              licence:str='other', # licence field of the model card
-              results:str|Path|None=None # label-efficiency results for the card (default: RUN/label_efficiency.csv when present)
-             ) -> Path: # the folder
+
+def export_hf(
+    model: str | Path,  # pretraining run folder, model.safetensors or legacy final.pt
+    out: str | Path,  # output folder
+    licence: str = 'other',  # licence field of the model card
+    results: (
+        str | Path | None
+    ) = None,  # label-efficiency results for the card (default: RUN/label_efficiency.csv when present)
+) -> Path:  # the folder
     "Write a Hugging Face-style model folder: config.json, model.safetensors and a README.md model card."
     ck = read_pretrained(model)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -243,7 +313,12 @@ def export_hf(model:str|Path, # pretraining run folder, model.safetensors or leg
     cfg.update(library_name='ssl3d', model_type=f"ssl3d-{cfg.get('method')}", has_decoder=bool(tr.get('decoder')))
     name = lambda p: None if p is None else Path(str(p)).name  # no local paths in a published folder
     cfg['dataset'] = name(cfg.get('dataset'))
-    if isinstance(cfg.get('data'), dict): cfg['data'] = {**cfg['data'], 'data': name(cfg['data'].get('data')), 'splits_file': name(cfg['data'].get('splits_file'))}
+    if isinstance(cfg.get('data'), dict):
+        cfg['data'] = {
+            **cfg['data'],
+            'data': name(cfg['data'].get('data')),
+            'splits_file': name(cfg['data'].get('splits_file')),
+        }
     save_weights(out/WEIGHTS_NAME, state)
     save_json({**cfg, 'weights_sha256': file_sha256(out/WEIGHTS_NAME)}, out/'config.json')
     res = Path(results) if results is not None else Path(ck['path']).parent/'label_efficiency.csv'

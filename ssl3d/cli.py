@@ -13,7 +13,14 @@ __all__ = ['COMMAND_MODULES', 'build_parser', 'main']
 
 # %% ../nbs/80_cli.ipynb 5
 #: modules that register subcommands, imported when the CLI starts
-COMMAND_MODULES = ['ssl3d.data', 'ssl3d.phantoms', 'ssl3d.pretrain', 'ssl3d.finetune', 'ssl3d.demo', 'ssl3d.experiments']
+COMMAND_MODULES = [
+    'ssl3d.data',
+    'ssl3d.phantoms',
+    'ssl3d.pretrain',
+    'ssl3d.finetune',
+    'ssl3d.demo',
+    'ssl3d.experiments',
+]
 
 def _load_commands():
     for m in COMMAND_MODULES: importlib.import_module(m)
@@ -22,13 +29,16 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     "Show a default only when it says something (not None, False or an empty list), so help stays short."
     def _get_help_string(self, action):
         d = action.default
-        if d is None or d is False or d == [] or d == argparse.SUPPRESS or '%(default)' in (action.help or ''): return action.help
+        if d is None or d is False or d == [] or d == argparse.SUPPRESS or '%(default)' in (action.help or ''):
+            return action.help
         return super()._get_help_string(action)
 
 def build_parser() -> argparse.ArgumentParser:
     "The `ssl3d` parser with every registered subcommand."
     _load_commands()
-    p = argparse.ArgumentParser(prog='ssl3d', description='Self-supervised pretraining for 3D medical image segmentation.')
+    p = argparse.ArgumentParser(
+        prog='ssl3d', description='Self-supervised pretraining for 3D medical image segmentation.'
+    )
     p.add_argument('--version', action='version', version=f'ssl3d {ssl3d.__version__}')
     p.add_argument('--debug', action='store_true', help='show the Python traceback of an error')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
@@ -37,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=cmd.help, description=cmd.help,
                             formatter_class=_DefaultsFormatter)
         cmd.configure(sp)
-        sp.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='show the Python traceback of an error')
+        sp.add_argument(
+            '--debug', action='store_true', default=argparse.SUPPRESS, help='show the Python traceback of an error'
+        )
         sp.set_defaults(_run=cmd.run)
     return p
 

@@ -59,10 +59,15 @@ def detect_kind(root:str|Path # dataset folder or CSV manifest
 def _inside(root:Path, rel:str, where:str) -> Path:
     "Resolve a dataset entry (dataset.json, CSV cell, or a folder's file) against `root`, refusing paths that leave it."
     p = (root / rel).resolve()
-    if os.environ.get('SSL3D_ALLOW_OUTSIDE_ROOT', '') not in ('', '0'): return p  # opt-in: images kept elsewhere on purpose
-    try: p.relative_to(root.resolve())
-    except ValueError: raise DataError(f"{where}: path {rel!r} points outside the dataset root {root} "
-                                       "(set SSL3D_ALLOW_OUTSIDE_ROOT=1 to allow files outside it)") from None
+    if os.environ.get('SSL3D_ALLOW_OUTSIDE_ROOT', '') not in ('', '0'):
+        return p  # opt-in: images kept elsewhere on purpose
+    try:
+        p.relative_to(root.resolve())
+    except ValueError:
+        raise DataError(
+            f"{where}: path {rel!r} points outside the dataset root {root} "
+            "(set SSL3D_ALLOW_OUTSIDE_ROOT=1 to allow files outside it)"
+        ) from None
     return p
 
 def _declared_labels(labels) -> dict[int, str]:
@@ -150,7 +155,8 @@ def _nnunet_files(root:Path, d:Path, ending:str, js) -> list[Path]:
     out = []
     for p in sorted(d.iterdir()):
         if p.name.startswith('.') or not p.is_file(): continue
-        if not p.name.endswith(ending): raise DataError(f"{p}: file ending differs from the file_ending {ending!r} of {js}")
+        if not p.name.endswith(ending):
+            raise DataError(f"{p}: file ending differs from the file_ending {ending!r} of {js}")
         out.append(_inside(root, str(p.relative_to(root)), str(p)))
     return out
 
@@ -167,22 +173,28 @@ def _nnunet_images(root:Path, d:Path, ending:str, n_ch:int, js) -> dict:
         if missing: raise DataError(f"case {case!r} in {d}: missing channel file(s) {', '.join(missing)}; "
                                     f"{js} declares {n_ch} channel(s)")
         extra = [f"{case}_{k:04d}{ending}" for k in sorted(set(chans) - set(range(n_ch)))]
-        if extra: raise DataError(f"case {case!r} in {d}: channel file(s) {', '.join(extra)} beyond the {n_ch} in channel_names")
+        if extra:
+            raise DataError(
+                f"case {case!r} in {d}: channel file(s) {', '.join(extra)} beyond the {n_ch} in channel_names"
+            )
         out[case] = [chans[k] for k in range(n_ch)]
     return out
 
 def _nnunet_cases(root:Path, split:str):
     js = root/'dataset.json'
-    try: meta = load_json(js)
+    try:meta = load_json(js)
     except Ssl3dError as e: raise DataError(str(e)) from e
     if not isinstance(meta, dict): raise DataError(f"{js}: expected a JSON object")
     ending = meta.get('file_ending')
     if not isinstance(ending, str) or ending.lower() not in IMAGE_EXTENSIONS:
-        raise DataError(f"{js}: file_ending {ending!r} is not a format ssl3d reads; use one of {', '.join(IMAGE_EXTENSIONS)}")
+        raise DataError(
+            f"{js}: file_ending {ending!r} is not a format ssl3d reads; use one of {', '.join(IMAGE_EXTENSIONS)}"
+        )
     ch = meta.get('channel_names')
-    try: keys = sorted(int(k) for k in ch) if isinstance(ch, dict) else None
+    try:keys = sorted(int(k) for k in ch) if isinstance(ch, dict) else None
     except ValueError: keys = None
-    if not ch or keys != list(range(len(ch))): raise DataError(f"{js}: channel_names must map '0', '1', ... to names, got {ch!r}")
+    if not ch or keys != list(range(len(ch))):
+        raise DataError(f"{js}: channel_names must map '0', '1', ... to names, got {ch!r}")
     labels = _nnunet_labels(meta.get('labels'), js)
     cases = []
     for s, idir, ldir in (('training', 'imagesTr', 'labelsTr'), ('test', 'imagesTs', 'labelsTs')):
@@ -191,17 +203,28 @@ def _nnunet_cases(root:Path, split:str):
             if s == 'training': raise DataError(f"{root}: no imagesTr/ folder (nnU-Net v2 layout)")
             continue
         imgs = _nnunet_images(root, root/idir, ending, len(ch), js)
-        labs = {p.name[:-len(ending)]: p for p in (_nnunet_files(root, root/ldir, ending, js) if (root/ldir).is_dir() else [])}
+        labs = {
+            p.name[: -len(ending)]: p
+            for p in (_nnunet_files(root, root / ldir, ending, js) if (root / ldir).is_dir() else [])
+        }
         orphans = sorted(set(labs) - set(imgs))
         if orphans: raise DataError(f"{root/ldir/(orphans[0] + ending)}: case {orphans[0]!r} has a label but no image "
                                     f"{orphans[0]}_0000{ending} in {idir}/")
         if s == 'training':
             nolab = sorted(set(imgs) - set(labs))
-            if nolab: raise DataError(f"case {nolab[0]!r}: no label file {ldir}/{nolab[0]}{ending} (every nnU-Net training case needs one)")
+            if nolab:
+                raise DataError(
+                    f"case {nolab[0]!r}: no label file {ldir}/{nolab[0]}{ending} (every nnU-Net training case needs one)"
+                )
             n = meta.get('numTraining')
-            if isinstance(n, int) and n != len(imgs): raise DataError(f"{js}: numTraining is {n} but imagesTr holds {len(imgs)} case(s)")
-        cases += [dict(id=c, image=f[0] if len(f) == 1 else f, label=labs.get(c), split=s) for c, f in sorted(imgs.items())]
-    return cases, dict(name=meta.get('name', root.name), labels=labels, modality=[str(ch[k]) for k in sorted(ch, key=int)])
+            if isinstance(n, int) and n != len(imgs):
+                raise DataError(f"{js}: numTraining is {n} but imagesTr holds {len(imgs)} case(s)")
+        cases += [
+            dict(id=c, image=f[0] if len(f) == 1 else f, label=labs.get(c), split=s) for c, f in sorted(imgs.items())
+        ]
+    return cases, dict(
+        name=meta.get('name', root.name), labels=labels, modality=[str(ch[k]) for k in sorted(ch, key=int)]
+    )
 
 # %% ../nbs/01_data.ipynb 13
 def discover_dataset(root:str|Path, # dataset folder, its dataset.json, or a CSV manifest
@@ -232,11 +255,18 @@ def make_subject(image:str|Path|list, # image file (3D, or 4D with channels last
                  **extra # further keys stored on the subject
                 ) -> tio.Subject:
     "A `tio.Subject` with keys `image`, optional `label`, `id`, `labelled` and `path` (files are read lazily)."
-    files = [Path(p) for p in image] if isinstance(image, (list, tuple)) else [Path(image)]  # nnU-Net: one file per channel
+    files = (
+        [Path(p) for p in image] if isinstance(image, (list, tuple)) else [Path(image)]
+    )  # nnU-Net: one file per channel
     image = files[0]
     for p, what in [(f, 'image') for f in files] + [(label, 'label')]:
         if p is not None and not Path(p).is_file(): raise DataError(f"{p}: {what} file not found")
-    kw = dict(image=tio.ScalarImage(files if len(files) > 1 else image), id=str(id or _stem(image)), labelled=label is not None, path=str(image))
+    kw = dict(
+        image=tio.ScalarImage(files if len(files) > 1 else image),
+        id=str(id or _stem(image)),
+        labelled=label is not None,
+        path=str(image),
+    )
     if label is not None: kw['label'] = tio.LabelMap(Path(label))
     return tio.Subject(**kw, **extra)
 
@@ -255,7 +285,10 @@ def _read(img:tio.Image) -> tio.Image:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             tmp.load()
-    except Exception as e: raise DataError(f"{img.path}: unreadable or corrupt image ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+    except Exception as e:
+        raise DataError(
+            f"{img.path}: unreadable or corrupt image ({type(e).__name__}: {str(e).splitlines()[0]})"
+        ) from e
     return tmp
 
 def _corrupt(path, e) -> DataError:
@@ -265,7 +298,7 @@ def _check_complete(path):
     "A NIfTI file must hold every voxel its header promises: SimpleITK zero-fills a short file without a word."
     name = str(path).lower()
     if not name.endswith(('.nii', '.nii.gz')): return
-    try: hdr = nib.load(str(path)).header
+    try:hdr = nib.load(str(path)).header
     except Exception as e: raise _corrupt(path, e) from e
     shape = tuple(int(v) for v in hdr.get_data_shape())
     need = int(hdr.get_data_offset()) + int(np.prod(shape)) * hdr.get_data_dtype().itemsize
@@ -277,10 +310,13 @@ def _check_complete(path):
         except (EOFError, OSError, zlib.error) as e:
             raise DataError(f"{path}: truncated or corrupt gzip data ({type(e).__name__}: {e}); "
                             f"the header promises {'×'.join(map(str, shape))} voxels") from e
-    else: have = os.path.getsize(path)
+    else:
+        have = os.path.getsize(path)
     if have < need:
-        raise DataError(f"{path}: truncated image: the header promises {'×'.join(map(str, shape))} voxels ({need} bytes) "
-                        f"but the file holds {have} bytes")
+        raise DataError(
+            f"{path}: truncated image: the header promises {'×'.join(map(str, shape))} voxels ({need} bytes) "
+            f"but the file holds {have} bytes"
+        )
 def _files(path) -> list: return list(path) if isinstance(path, (list, tuple)) else [path]
 
 def _nonfinite_on_disk(path) -> int:
@@ -316,7 +352,9 @@ def _check_subject(s:tio.Subject, patch_size, pad:bool, label_values, label_sour
         lab = _read(s['label']); lname = _name(s['label'], sid); y = lab.data
         if y.shape[0] != 1: raise DataError(f"{lname}: label has {y.shape[0]} channels; expected 1")
         if tuple(lab.spatial_shape) != row['shape']:
-            raise DataError(f"{lname}: label shape {tuple(lab.spatial_shape)} does not match image shape {row['shape']} ({name})")
+            raise DataError(
+                f"{lname}: label shape {tuple(lab.spatial_shape)} does not match image shape {row['shape']} ({name})"
+            )
         if not np.allclose(lab.affine, img.affine, atol=1e-2):
             raise DataError(f"{lname}: label affine does not match the image affine ({name}); "
                             f"spacing {_plain(lab.spacing, 3)} vs {_plain(img.spacing, 3)}, "
@@ -328,7 +366,8 @@ def _check_subject(s:tio.Subject, patch_size, pad:bool, label_values, label_sour
         if label_values is not None and set(vals) - set(label_values):
             raise DataError(f"{lname}: unexpected label values {sorted(set(vals) - set(label_values))}; "
                             f"{label_source} {sorted(label_values)}")
-        if label_values is None and min(vals) < 0: raise DataError(f"{lname}: negative label values {[v for v in vals if v < 0]}")
+        if label_values is None and min(vals) < 0:
+            raise DataError(f"{lname}: negative label values {[v for v in vals if v < 0]}")
         if vals == [0]: warnings.warn(f"{lname}: the label map is all background (0): no organ is labelled")
         row['labels'] = vals
     return row
@@ -393,10 +432,12 @@ def _bbox(mask:np.ndarray):
     idx = [np.flatnonzero(mask.any(axis=tuple(j for j in range(mask.ndim) if j != i))) for i in range(mask.ndim)]
     return tuple(int(i[0]) for i in idx), tuple(int(i[-1]) + 1 for i in idx)
 
-def body_threshold_of(volume:np.ndarray|torch.Tensor, # (X, Y, Z) raw intensities (HU for CT)
-                      threshold:float|str|None, # a number (HU for CT), 'otsu' (data-driven, MR) or None (5th percentile)
-                      percentile:float=5., # the percentile used when `threshold` is None
-                     ) -> float:
+
+def body_threshold_of(
+    volume: np.ndarray | torch.Tensor,  # (X, Y, Z) raw intensities (HU for CT)
+    threshold: float | str | None,  # a number (HU for CT), 'otsu' (data-driven, MR) or None (5th percentile)
+    percentile: float = 5.0,  # the percentile used when `threshold` is None
+) -> float:
     "The intensity above which voxels are candidate body: a given number, Otsu's threshold, or a percentile."
     if threshold is None or isinstance(threshold, str):
         v = (volume.numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)).astype(np.float64)
@@ -406,25 +447,39 @@ def body_threshold_of(volume:np.ndarray|torch.Tensor, # (X, Y, Z) raw intensitie
         return float(threshold_otsu(v)) if v.max() > v.min() else float(v.min())
     return float(threshold)
 
+
 class BodyCrop(tio.Transform):
     "Crop a subject to the bounding box of the body mask of its image's channel 0 (VP-A7), keeping the mask if asked."
-    def __init__(self, threshold:float|str|None=-500., # raw-intensity threshold (HU for CT), 'otsu' (MR), or None (`percentile`)
-                 percentile:float=5., # threshold = this percentile of channel 0 when `threshold` is None
-                 margin:int=0, # voxels kept around the box
-                 image_name:str='image',
-                 mask_name:str|None=None, # also store the body mask as this label map (e.g. 'body'), cropped with the image
-                 **kwargs):
+    def __init__(
+        self,
+        threshold: (
+            float | str | None
+        ) = -500.0,  # raw-intensity threshold (HU for CT), 'otsu' (MR), or None (`percentile`)
+        percentile: float = 5.0,  # threshold = this percentile of channel 0 when `threshold` is None
+        margin: int = 0,  # voxels kept around the box
+        image_name: str = 'image',
+        mask_name: (
+            str | None
+        ) = None,  # also store the body mask as this label map (e.g. 'body'), cropped with the image
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.threshold, self.percentile, self.margin, self.image_name = threshold, percentile, margin, image_name
         self.mask_name = mask_name
         self.args_names = ['threshold', 'percentile', 'margin', 'image_name', 'mask_name']
+
     def apply_transform(self, subject:tio.Subject) -> tio.Subject:
         img = subject[self.image_name]
         x = img.data[0].float().numpy()
         m = body_mask(x, body_threshold_of(x, self.threshold, self.percentile))
         if self.mask_name is not None:
-            subject.add_image(tio.LabelMap(tensor=torch.from_numpy((m if m.any() else np.ones_like(m))[None].astype(np.uint8)),
-                                           affine=img.affine), self.mask_name)
+            subject.add_image(
+                tio.LabelMap(
+                    tensor=torch.from_numpy((m if m.any() else np.ones_like(m))[None].astype(np.uint8)),
+                    affine=img.affine,
+                ),
+                self.mask_name,
+            )
         if not m.any(): return subject  # nothing above threshold: keep the whole volume
         lo, hi = _bbox(m)
         lo = [max(0, a - self.margin) for a in lo]; hi = [min(s, b + self.margin) for s, b in zip(x.shape, hi)]
@@ -469,12 +524,14 @@ def preprocessing(modality:str='ct', # 'ct' (intensities in HU) or 'mr'
     modality = modality.lower()
     if modality not in ('ct', 'mr'): raise Ssl3dError(f"modality={modality!r}; choose 'ct' or 'mr'")
     ts = [tio.ToCanonical()]
-    if body_threshold is None: body_threshold = -500. if modality == 'ct' else 'otsu'   # physical (HU) / data-driven, before any window
+    if body_threshold is None:
+        body_threshold = -500.0 if modality == 'ct' else 'otsu'  # physical (HU) / data-driven, before any window
     if crop_body: ts.append(BodyCrop(body_threshold, mask_name=body_mask_name))
     if spacing is not None: ts.append(tio.Resample(tuple(float(s) for s in spacing)))
     if modality == 'ct':
         ts += [tio.Clamp(*hu_range), tio.RescaleIntensity(out_min_max=(0, 1), in_min_max=tuple(hu_range))]
-    else: ts.append(PercentileNormalize(percentiles))
+    else:
+        ts.append(PercentileNormalize(percentiles))
     if min_size is not None: ts.append(PadToMinSize(min_size))
     return tio.Compose(ts)
 
@@ -499,11 +556,13 @@ def make_splits(ids:Sequence[str], # case ids (order does not matter)
                ) -> dict: # train, val, test (sorted id lists), seed, fractions, subsets {str(fraction): ids}
     "Deterministic train/val/test split of `ids`, with nested label-fraction subsets of `train`."
     ids = sorted(ids)
-    if len(set(ids)) != len(ids): raise Ssl3dError(f"make_splits: duplicate ids {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
+    if len(set(ids)) != len(ids):
+        raise Ssl3dError(f"make_splits: duplicate ids {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
         raise Ssl3dError(f"fractions={tuple(fractions)}; expected three non-negative numbers summing to 1")
     n = len(ids); n_val, n_test = math.floor(fractions[1] * n + 1e-9), math.floor(fractions[2] * n + 1e-9)
-    if n - n_val - n_test < 1: raise Ssl3dError(f"make_splits: {n} ids leave no training case with fractions={tuple(fractions)}")
+    if n - n_val - n_test < 1:
+        raise Ssl3dError(f"make_splits: {n} ids leave no training case with fractions={tuple(fractions)}")
     perm = [ids[i] for i in np.random.default_rng(seed).permutation(n)]
     train = sorted(perm[n_val + n_test:])
     return dict(seed=seed, fractions=list(fractions), train=train, val=sorted(perm[:n_val]),
@@ -531,7 +590,8 @@ def _check_splits(s, where):
     for a, b in (('train', 'val'), ('train', 'test'), ('val', 'test')):
         if sets[a] & sets[b]: raise DataError(f"{where}: ids in both {a} and {b}: {sorted(sets[a] & sets[b])[:5]}")
     for f, ids in s.get('subsets', {}).items():
-        if not set(ids) <= sets['train']: raise DataError(f"{where}: label subset {f} holds ids not in train: {sorted(set(ids) - sets['train'])[:5]}")
+        if not set(ids) <= sets['train']:
+            raise DataError(f"{where}: label subset {f} holds ids not in train: {sorted(set(ids) - sets['train'])[:5]}")
 
 def select_subjects(subjects:Sequence[tio.Subject], # e.g. from `load_dataset`
                     ids:Sequence[str] # ids to keep, e.g. `splits['train']` or `splits['subsets']['0.1']`
@@ -638,7 +698,9 @@ class PatchDataset(Dataset):
 
 class EpochSampler(Sampler):
     "Yields `epoch·n + i` (shuffled per epoch with a seeded permutation); each pass advances the epoch."
-    def __init__(self, n:int, shuffle:bool=True, seed:int=0): self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+    def __init__(self, n: int, shuffle: bool = True, seed: int = 0):
+        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+
     def set_epoch(self, epoch:int): self.epoch = int(epoch)
     def __len__(self): return self.n
     def __iter__(self):
@@ -653,28 +715,38 @@ def _queue_collate(patches) -> dict:
     if all('label' in p for p in patches): out['label'] = torch.stack([p['label'].data.long() for p in patches])
     return out
 
-def patch_loader(subjects:Sequence[tio.Subject], # raw subjects, e.g. from `load_dataset`
-                 patch_size:Sequence[int], # (X, Y, Z)
-                 batch_size:int, # patches per batch
-                 samples_per_volume:int=8, # patches per volume per epoch
-                 num_workers:int=0, # DataLoader workers (also used to preload / fill the queue)
-                 label_probabilities:dict|None=None, # {label value: weight} for foreground oversampling; None = uniform
-                 seed:int=0, # RNG seed: same seed, same batches (memory backend)
-                 shuffle:bool=True, # shuffle patch order each epoch
-                 transform=None, # preprocessing (e.g. `preprocessing('ct')`), applied once per volume
-                 augment=None, # per-patch TorchIO augmentation (memory backend)
-                 backend:str='memory', # 'memory' (preloaded, sliced) or 'queue' (`tio.Queue`)
-                 pad:bool=True, # pad volumes smaller than the patch (False: refuse)
-                 queue_length:int|None=None # `tio.Queue` max_length (default 4·samples_per_volume)
-                ) -> DataLoader: # yields dicts: image (B,C,X,Y,Z) float32, label (B,1,X,Y,Z) int64 if labelled, id, location
+
+def patch_loader(
+    subjects: Sequence[tio.Subject],  # raw subjects, e.g. from `load_dataset`
+    patch_size: Sequence[int],  # (X, Y, Z)
+    batch_size: int,  # patches per batch
+    samples_per_volume: int = 8,  # patches per volume per epoch
+    num_workers: int = 0,  # DataLoader workers (also used to preload / fill the queue)
+    label_probabilities: dict | None = None,  # {label value: weight} for foreground oversampling; None = uniform
+    seed: int = 0,  # RNG seed: same seed, same batches (memory backend)
+    shuffle: bool = True,  # shuffle patch order each epoch
+    transform=None,  # preprocessing (e.g. `preprocessing('ct')`), applied once per volume
+    augment=None,  # per-patch TorchIO augmentation (memory backend)
+    backend: str = 'memory',  # 'memory' (preloaded, sliced) or 'queue' (`tio.Queue`)
+    pad: bool = True,  # pad volumes smaller than the patch (False: refuse)
+    queue_length: int | None = None,  # `tio.Queue` max_length (default 4·samples_per_volume)
+) -> DataLoader:  # yields dicts: image (B,C,X,Y,Z) float32, label (B,1,X,Y,Z) int64 if labelled, id, location
     "A DataLoader of training patches; iterate it once per epoch."
     patch_size = tuple(int(p) for p in patch_size)
     if backend == 'memory':
-        ds = PatchDataset(subjects, patch_size, samples_per_volume, label_probabilities, transform, augment, seed, pad, num_workers)
-        return DataLoader(ds, batch_size=batch_size, sampler=EpochSampler(len(ds), shuffle, seed), num_workers=num_workers,
-                          persistent_workers=num_workers > 0)
+        ds = PatchDataset(
+            subjects, patch_size, samples_per_volume, label_probabilities, transform, augment, seed, pad, num_workers
+        )
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            sampler=EpochSampler(len(ds), shuffle, seed),
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+        )
     if backend != 'queue': raise Ssl3dError(f"backend={backend!r}; choose 'memory' or 'queue'")
-    if augment is not None: raise Ssl3dError("augment= is only supported by backend='memory'; add it to transform= instead")
+    if augment is not None:
+        raise Ssl3dError("augment= is only supported by backend='memory'; add it to transform= instead")
     if not subjects: raise DataError("empty dataset: no subjects for the patch loader")
     ts = [t for t in (transform, PadToMinSize(patch_size) if pad else None) if t is not None]
     sampler = (tio.LabelSampler(patch_size, 'label', label_probabilities=label_probabilities)
@@ -683,6 +755,7 @@ def patch_loader(subjects:Sequence[tio.Subject], # raw subjects, e.g. from `load
                       max_length=queue_length or 4 * samples_per_volume, samples_per_volume=samples_per_volume,
                       sampler=sampler, num_workers=num_workers, shuffle_subjects=shuffle, shuffle_patches=shuffle)
     return DataLoader(queue, batch_size=batch_size, num_workers=0, collate_fn=_queue_collate)
+
 
 def to_device(batch, # a batch dict (nested dicts/lists allowed)
               device:torch.device|str # target device
@@ -700,22 +773,38 @@ def summary_table(rows:list[dict] # from `validate_subjects`
                  ) -> str:
     "A plain-text table of validated subjects and a totals line."
     head = ('id', 'ch', 'shape', 'spacing (mm)', 'labels', 'intensity')
-    body = [(r['id'], str(r['channels']), _fmt(r['shape']), _fmt(r['spacing']),
-             ','.join(map(str, r['labels'])) if r['labels'] is not None else '-', f"[{r['min']:.4g}, {r['max']:.4g}]") for r in rows]
+    body = [
+        (
+            r['id'],
+            str(r['channels']),
+            _fmt(r['shape']),
+            _fmt(r['spacing']),
+            ','.join(map(str, r['labels'])) if r['labels'] is not None else '-',
+            f"[{r['min']:.4g}, {r['max']:.4g}]",
+        )
+        for r in rows
+    ]
     w = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
     lines = ['  '.join(c.ljust(n) for c, n in zip(x, w)).rstrip() for x in [head] + body]
     vals = sorted({v for r in rows for v in (r['labels'] or [])})
     shapes = np.array([r['shape'] for r in rows]); sps = np.array([r['spacing'] for r in rows])
-    lines += ['', f"{len(rows)} subjects ({sum(r['labelled'] for r in rows)} labelled); channels {sorted({r['channels'] for r in rows})}; "
-              f"shape min {_fmt(shapes.min(0))} max {_fmt(shapes.max(0))}; spacing min {_fmt(sps.min(0))} max {_fmt(sps.max(0))}; "
-              f"label values {vals or '-'}; intensity [{min(r['min'] for r in rows):.4g}, {max(r['max'] for r in rows):.4g}]"]
+    lines += [
+        '',
+        f"{len(rows)} subjects ({sum(r['labelled'] for r in rows)} labelled); channels {sorted({r['channels'] for r in rows})}; "
+        f"shape min {_fmt(shapes.min(0))} max {_fmt(shapes.max(0))}; spacing min {_fmt(sps.min(0))} max {_fmt(sps.max(0))}; "
+        f"label values {vals or '-'}; intensity [{min(r['min'] for r in rows):.4g}, {max(r['max'] for r in rows):.4g}]",
+    ]
     return '\n'.join(lines)
 
 def _configure(p):
-    p.add_argument('dir', help='dataset folder (MSD or nnU-Net v2 with dataset.json, images/ + labels/) or a CSV manifest')
+    p.add_argument(
+        'dir', help='dataset folder (MSD or nnU-Net v2 with dataset.json, images/ + labels/) or a CSV manifest'
+    )
     p.add_argument('--kind', default='auto', choices=['auto', 'msd', 'nnunet', 'folder', 'csv'], help='dataset layout')
     p.add_argument('--split', default='all', choices=list(SPLITS), help='which cases to load')
-    p.add_argument('--patch', type=int, nargs=3, metavar=('X', 'Y', 'Z'), default=None, help='check sizes against this patch')
+    p.add_argument(
+        '--patch', type=int, nargs=3, metavar=('X', 'Y', 'Z'), default=None, help='check sizes against this patch'
+    )
     p.add_argument('--no-pad', action='store_true', help='refuse volumes smaller than --patch instead of padding them')
 
 def _run(args):
@@ -727,20 +816,25 @@ def _run(args):
 register_command('data', 'validate a dataset and print a summary of what was loaded', _configure, _run)
 
 # %% ../nbs/01_data.ipynb 62
-def pool_label_spaces(tables:Sequence[dict] # per dataset {value: name} (as `discover_dataset(...)['labels']`), 0 = background
-                     ) -> dict: # names (pooled, index = value), maps [{local value: pooled value}], annotated (n_datasets, n_classes) bool
+def pool_label_spaces(
+    tables: Sequence[dict],  # per dataset {value: name} (as `discover_dataset(...)['labels']`), 0 = background
+) -> dict:  # names (pooled, index = value), maps [{local value: pooled value}], annotated (n_datasets, n_classes) bool
     "Merge the label tables of several datasets by name into one label space with a per-dataset 'annotated' table."
     if not tables: raise Ssl3dError("pool_label_spaces: no label tables")
     names, index, maps = ['background'], {'background': 0}, []
     for d, t in enumerate(tables):
         t = {int(k): str(v) for k, v in dict(t).items()}
-        if not t: raise DataError(f"pool_label_spaces: dataset {d} declares no labels (dataset.json 'labels'); label-aware pretraining needs them")
+        if not t:
+            raise DataError(
+                f"pool_label_spaces: dataset {d} declares no labels (dataset.json 'labels'); label-aware pretraining needs them"
+            )
         m, seen = {0: 0}, {}
         for v, n in sorted(t.items()):
             if v == 0: continue
             if v < 0: raise DataError(f"pool_label_spaces: dataset {d} has a negative label value {v} ({n!r})")
             key = n.strip().lower()
-            if key in seen: raise DataError(f"pool_label_spaces: dataset {d} names two values {seen[key]} and {v} {n!r}")
+            if key in seen:
+                raise DataError(f"pool_label_spaces: dataset {d} names two values {seen[key]} and {v} {n!r}")
             seen[key] = v
             if key not in index: index[key] = len(names); names.append(n.strip())
             m[v] = index[key]
@@ -748,6 +842,7 @@ def pool_label_spaces(tables:Sequence[dict] # per dataset {value: name} (as `dis
     annotated = np.zeros((len(tables), len(names)), bool)
     for d, m in enumerate(maps): annotated[d, list(m.values())] = True
     return dict(names=names, maps=maps, annotated=annotated)
+
 
 def remap_labels(label:torch.Tensor, # integer label map (any shape)
                  mapping:dict, # {local value: pooled value} from `pool_label_spaces`

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchio as tio
-from .core import Ssl3dError, atomic_write, save_json, load_json, config_to_dict, update_config, register_command, pick_device
+from .core import (Ssl3dError, atomic_write, save_json, load_json, config_to_dict, update_config,
+    register_command, pick_device)
 from .phantoms import write_phantom_dataset
 from .models import SegmentationNet, build_backbone
 from .losses import dice_ce_loss
@@ -41,7 +42,11 @@ class DemoConfig:
     hu_range: tuple = (-175., 250.)  # CT window of pretraining and fine-tuning: abdominal soft tissue (HU)
     flip_p: float = 0.0  # fine-tuning flips: off, they erase the left/right cues of lateralised organs
     finetune_lr: float = 3e-3  # fine-tuning peak learning rate (the paper's 1e-3 is slow at CPU step counts)
-    voxel_spacing: tuple|None = (6., 6., 6.)  # resampling spacing (mm) of pretraining and fine-tuning (None: the presets')
+    voxel_spacing: tuple | None = (
+        6.0,
+        6.0,
+        6.0,
+    )  # resampling spacing (mm) of pretraining and fine-tuning (None: the presets')
     patch_size: tuple|None = (32, 32, 32)  # fine-tuning patch (None: the fine-tuning preset's)
 
 def _finetune_overrides(cfg:DemoConfig) -> dict:
@@ -102,14 +107,24 @@ def plan_steps(cfg:DemoConfig, # demo settings (given step counts are kept)
         if given is not None: return int(given)
         if cost is None: raise Ssl3dError(f"plan_steps: {what} steps are neither given nor measurable (no cost)")
         n = int(frac * usable / cost)
-        if n < 1: raise Ssl3dError(f"budget_minutes={cfg.budget_minutes} is too small: a {what} step takes {cost:.2f} s here; "
-                                   "give more minutes or explicit --pretrain-steps/--finetune-steps")
+        if n < 1:
+            raise Ssl3dError(
+                f"budget_minutes={cfg.budget_minutes} is too small: a {what} step takes {cost:.2f} s here; "
+                "give more minutes or explicit --pretrain-steps/--finetune-steps"
+            )
         return n
-    return dict(pretrain_steps=count(cfg.pretrain_steps, B['pretrain'], pretrain_cost, 'pretraining'),
-                finetune_steps=count(cfg.finetune_steps, B['finetune'], None if finetune_cost is None else finetune_cost * B['finetune_overhead'], 'fine-tuning'),
-                pretrain_seconds_per_step=None if pretrain_cost is None else round(pretrain_cost, 3),
-                finetune_seconds_per_step=None if finetune_cost is None else round(finetune_cost, 3),
-                budget_seconds=cfg.budget_minutes * 60)
+    return dict(
+        pretrain_steps=count(cfg.pretrain_steps, B['pretrain'], pretrain_cost, 'pretraining'),
+        finetune_steps=count(
+            cfg.finetune_steps,
+            B['finetune'],
+            None if finetune_cost is None else finetune_cost * B['finetune_overhead'],
+            'fine-tuning',
+        ),
+        pretrain_seconds_per_step=None if pretrain_cost is None else round(pretrain_cost, 3),
+        finetune_seconds_per_step=None if finetune_cost is None else round(finetune_cost, 3),
+        budget_seconds=cfg.budget_minutes * 60,
+    )
 
 # %% ../nbs/72_demo.ipynb 11
 def _stage(name:str, timings:dict, log):
@@ -123,11 +138,24 @@ def _pretrain(data, out_dir, cfg:DemoConfig, steps:int, device, splits_file, pro
     "Run (or resume) `ssl3d.pretrain.pretrain`; returns final.pt."
     final = Path(out_dir)/'final.pt'
     if final.exists(): return final
-    try: from ssl3d.pretrain import pretrain
+    try:from ssl3d.pretrain import pretrain
     except ImportError as e: raise Ssl3dError("ssl3d.pretrain is not available; the demo needs it to pretrain") from e
-    return Path(pretrain(data, method=cfg.method, out_dir=out_dir, preset=cfg.pretrain_preset, steps=steps, seed=cfg.seed,
-                         device=device, method_overrides=cfg.pretrain_overrides or None, splits_file=splits_file, progress=progress,
-                         hu_range=tuple(cfg.hu_range), spacing='preset' if cfg.voxel_spacing is None else tuple(cfg.voxel_spacing)))
+    return Path(
+        pretrain(
+            data,
+            method=cfg.method,
+            out_dir=out_dir,
+            preset=cfg.pretrain_preset,
+            steps=steps,
+            seed=cfg.seed,
+            device=device,
+            method_overrides=cfg.pretrain_overrides or None,
+            splits_file=splits_file,
+            progress=progress,
+            hu_range=tuple(cfg.hu_range),
+            spacing='preset' if cfg.voxel_spacing is None else tuple(cfg.voxel_spacing),
+        )
+    )
 
 def _import_method(name:str):
     "Import `ssl3d.methods.<name>` so the method is registered."
@@ -157,9 +185,16 @@ def _write_results(out:Path, runs:dict, plan:dict, timings:dict, cfg:DemoConfig)
     atomic_write(out/'results.csv', wcsv)
     S = {k: summarize_metrics(v) for k, v in runs.items()}
     fin = lambda x: None if x is None or not math.isfinite(x) else round(float(x), 5)
-    res = dict(config=config_to_dict(cfg), plan=plan, timings=timings,
-               mean={k: {m: fin(s['mean'][m]['mean']) for m in s['metrics']} for k, s in S.items()},
-               per_class={k: {c: {m: fin(s['per_class'][c][m]['mean']) for m in s['metrics']} for c in s['classes']} for k, s in S.items()})
+    res = dict(
+        config=config_to_dict(cfg),
+        plan=plan,
+        timings=timings,
+        mean={k: {m: fin(s['mean'][m]['mean']) for m in s['metrics']} for k, s in S.items()},
+        per_class={
+            k: {c: {m: fin(s['per_class'][c][m]['mean']) for m in s['metrics']} for c in s['classes']}
+            for k, s in S.items()
+        },
+    )
     save_json(res, out/'results.json')
     return res
 
@@ -188,8 +223,17 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
     t0, m0 = time.time(), time.monotonic()
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     log = print if verbose else (lambda *a, **k: None)
-    given = {k: v for k, v in dict(budget_minutes=budget_minutes, pretrain_steps=pretrain_steps, finetune_steps=finetune_steps,
-                                   label_fraction=label_fraction, n=n).items() if v is not None}
+    given = {
+        k: v
+        for k, v in dict(
+            budget_minutes=budget_minutes,
+            pretrain_steps=pretrain_steps,
+            finetune_steps=finetune_steps,
+            label_fraction=label_fraction,
+            n=n,
+        ).items()
+        if v is not None
+    }
     cfg = update_config(DemoConfig(), **{**given, **overrides})
     tfile = out/'timings.json'
     timings = load_json(tfile) if tfile.exists() else {}
@@ -208,7 +252,9 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
     splits, spath = ensure_splits(data, cfg.seed, out/'splits.json')
     if saved is not None:
         plan = saved['plan']
-        log(f"[demo] resuming {out} (plan: {plan['pretrain_steps']} pretraining, {plan['finetune_steps']} fine-tuning steps)")
+        log(
+            f"[demo] resuming {out} (plan: {plan['pretrain_steps']} pretraining, {plan['finetune_steps']} fine-tuning steps)"
+        )
     else:
         dev = pick_device(device)
         t = time.time()
@@ -218,9 +264,12 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
         plan = plan_steps(cfg, pc, fc)
         timings['plan'] = round(time.time() - t, 1); save_json(timings, tfile)
         save_json(dict(config=config_to_dict(cfg), plan=plan), out/'plan.json')
-        log(f"[demo] plan: {plan['pretrain_steps']} pretraining + 2 × {plan['finetune_steps']} fine-tuning steps"
-            + (f" (measured {pc:.2f} s per pretraining step" if pc else '') + (f", {fc:.2f} s per fine-tuning step" if fc else '')
-            + f"; budget {cfg.budget_minutes:g} min)")
+        log(
+            f"[demo] plan: {plan['pretrain_steps']} pretraining + 2 × {plan['finetune_steps']} fine-tuning steps"
+            + (f" (measured {pc:.2f} s per pretraining step" if pc else '')
+            + (f", {fc:.2f} s per fine-tuning step" if fc else '')
+            + f"; budget {cfg.budget_minutes:g} min)"
+        )
     # Re-planning (issue 12): the plan's step counts are upper bounds; each training stage also gets a deadline from
     # what is left of the budget, and `time_budget` shortens the stage from its measured step times as it runs.
     budgeted = saved is None and (cfg.pretrain_steps is None or cfg.finetune_steps is None)
@@ -244,13 +293,27 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
         busy = not ((rd/'finetune.json').exists() and load_json(rd/'finetune.json').get('finished'))
         with _stage(f'finetune {name}', timings, log) if busy else _Null():
             with time_budget(deadline(0.5 if k == 0 else 1.0, 2 - k)):
-                best = finetune(data, init, rd, cfg.label_fraction, cfg.seed, cfg.finetune_preset, plan['finetune_steps'], device,
-                                spath, ov, progress=progress, verbose=verbose)
+                best = finetune(
+                    data,
+                    init,
+                    rd,
+                    cfg.label_fraction,
+                    cfg.seed,
+                    cfg.finetune_preset,
+                    plan['finetune_steps'],
+                    device,
+                    spath,
+                    ov,
+                    progress=progress,
+                    verbose=verbose,
+                )
         save_json(timings, tfile)
         ed = out/f'eval_{name}'
         if not _evaluated(best, ed):
             with _stage(f'evaluate {name}', timings, log):
-                evaluate_model(best, data, ed, 'test', spath, device, verbose=False, metrics=('dice', 'iou', 'hd95', 'nsd', 'miss'))
+                evaluate_model(
+                    best, data, ed, 'test', spath, device, verbose=False, metrics=('dice', 'iou', 'hd95', 'nsd', 'miss')
+                )
             save_json(timings, tfile)
             est['eval'] = timings[f'evaluate {name}'] * 1.5   # + the figure and tables
         runs[name] = ed
@@ -258,20 +321,36 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
     K = load_checkpoint(out/f'finetune_{name_p}'/'best.pt')['n_classes']
     fig = _figure(out, data, runs, splits['test'][0], K)
     unfound = _unfound_classes(rows)
-    table = compare_table({k: [dict(r, **{'class': r['class'] + ' ✗' if r['class'] in unfound else r['class']}) for r in v]
-                           for k, v in rows.items()}, metrics=('dice', 'hd95'))
-    if unfound: table += f"\n✗ found by no initialisation (Dice 0 in every test volume): {', '.join(unfound)}; HD95 counts a miss as the image diagonal"
-    replanned = {s: load_json(out/d/'config.json').get('replanned') for s, d in
-                 (('pretrain', 'pretrain'), ('finetune random', 'finetune_random'), (f'finetune {name_p}', f'finetune_{name_p}'))
-                 if (out/d/'config.json').exists()}
+    table = compare_table(
+        {
+            k: [dict(r, **{'class': r['class'] + ' ✗' if r['class'] in unfound else r['class']}) for r in v]
+            for k, v in rows.items()
+        },
+        metrics=('dice', 'hd95'),
+    )
+    if unfound:
+        table += f"\n✗ found by no initialisation (Dice 0 in every test volume): {', '.join(unfound)}; HD95 counts a miss as the image diagonal"
+    replanned = {
+        s: load_json(out / d / 'config.json').get('replanned')
+        for s, d in (
+            ('pretrain', 'pretrain'),
+            ('finetune random', 'finetune_random'),
+            (f'finetune {name_p}', f'finetune_{name_p}'),
+        )
+        if (out / d / 'config.json').exists()
+    }
     plan = {**plan, 'replanned': {k: v for k, v in replanned.items() if v}}
     res = _write_results(out, rows, plan, timings, cfg)
-    res.update(table=table, figure=str(fig), out=str(out), seconds_this_call=round(time.time() - t0, 1), unfound=unfound)
+    res.update(
+        table=table, figure=str(fig), out=str(out), seconds_this_call=round(time.time() - t0, 1), unfound=unfound
+    )
     atomic_write(out/'table.txt', lambda p: p.write_text(table + '\n'))
     if verbose:
-        log(f"\nTest volumes {', '.join(splits['test'])}; fine-tuned on {finetune_config(cfg.finetune_preset, **_finetune_overrides(cfg)).patch_size} crops "
+        log(
+            f"\nTest volumes {', '.join(splits['test'])}; fine-tuned on {finetune_config(cfg.finetune_preset, **_finetune_overrides(cfg)).patch_size} crops "
             f"of {len(load_json(out/f'finetune_{name_p}'/'finetune.json')['labelled_ids'])} labelled volume(s), "
-            f"{plan['finetune_steps']} steps each; pretraining {plan['pretrain_steps']} steps ({cfg.method}).")
+            f"{plan['finetune_steps']} steps each; pretraining {plan['pretrain_steps']} steps ({cfg.method})."
+        )
         log(table)
         log(f"\nmean Dice: " + ', '.join(f"{k} {100 * (v['dice'] or 0):.1f} %" for k, v in res['mean'].items())
             + f"; stage times (s): {timings}; results in {out} (results.json, results.csv, demo.png)")
@@ -292,24 +371,55 @@ class _Null:
 # %% ../nbs/72_demo.ipynb 18
 def _cfg_demo(p):
     p.add_argument('--out', default='runs/demo', help='run folder (re-running resumes and skips finished stages)')
-    p.add_argument('--budget-minutes', type=float, default=None, help='wall-clock budget used to plan the steps (default 15)')
-    p.add_argument('--pretrain-steps', type=int, default=None, help='pretraining steps (default: planned from the budget)')
+    p.add_argument(
+        '--budget-minutes', type=float, default=None, help='wall-clock budget used to plan the steps (default 15)'
+    )
+    p.add_argument(
+        '--pretrain-steps', type=int, default=None, help='pretraining steps (default: planned from the budget)'
+    )
     p.add_argument('--finetune-steps', type=int, default=None, help='fine-tuning steps per run (default: planned)')
-    p.add_argument('--label-fraction', type=float, default=None, help='labelled fraction of the training split (default 0.25)')
+    p.add_argument(
+        '--label-fraction', type=float, default=None, help='labelled fraction of the training split (default 0.25)'
+    )
     p.add_argument('--n', type=int, default=None, help='labelled phantoms, split 6:2:2 (default 12)')
-    p.add_argument('--n-unlabelled', type=int, default=None, help='extra unlabelled phantoms for pretraining (default 8)')
-    p.add_argument('--shape', type=int, nargs=3, default=None, metavar=('X', 'Y', 'Z'), help='phantom grid (default 84 64 84)')
-    p.add_argument('--spacing', type=float, nargs=3, default=None, metavar=('SX', 'SY', 'SZ'), help='phantom spacing in mm (default 4 4 4)')
+    p.add_argument(
+        '--n-unlabelled', type=int, default=None, help='extra unlabelled phantoms for pretraining (default 8)'
+    )
+    p.add_argument(
+        '--shape', type=int, nargs=3, default=None, metavar=('X', 'Y', 'Z'), help='phantom grid (default 84 64 84)'
+    )
+    p.add_argument(
+        '--spacing',
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=('SX', 'SY', 'SZ'),
+        help='phantom spacing in mm (default 4 4 4)',
+    )
     p.add_argument('--seed', type=int, default=None)
     p.add_argument('--finetune-preset', default=None, help="ssl3d.finetune preset (default 'cpu-small')")
     p.add_argument('--pretrain-preset', default=None, help="ssl3d.pretrain preset (default 'cpu-small')")
     p.add_argument('--device', default='auto')
 
 def _run_demo(a):
-    extra = {k: v for k, v in dict(n_unlabelled=a.n_unlabelled, shape=a.shape and tuple(a.shape),
-                                   spacing=a.spacing and tuple(a.spacing), seed=a.seed, finetune_preset=a.finetune_preset,
-                                   pretrain_preset=a.pretrain_preset).items() if v is not None}
+    extra = {
+        k: v
+        for k, v in dict(
+            n_unlabelled=a.n_unlabelled,
+            shape=a.shape and tuple(a.shape),
+            spacing=a.spacing and tuple(a.spacing),
+            seed=a.seed,
+            finetune_preset=a.finetune_preset,
+            pretrain_preset=a.pretrain_preset,
+        ).items()
+        if v is not None
+    }
     demo(a.out, a.budget_minutes, a.pretrain_steps, a.finetune_steps, a.label_fraction, a.n, a.device, **extra)
     return 0
 
-register_command('demo', 'the README demo: pretrain VectorPOSE on phantoms, fine-tune random vs pretrained, compare', _cfg_demo, _run_demo);
+register_command(
+    'demo',
+    'the README demo: pretrain VectorPOSE on phantoms, fine-tune random vs pretrained, compare',
+    _cfg_demo,
+    _run_demo,
+)

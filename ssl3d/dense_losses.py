@@ -21,7 +21,9 @@ def cross_correlation(z1:Tensor, # (M, D) embeddings of view 1 (M samples or pos
                      ) -> Tensor: # (D, D) float32 C_ij = ⟨z1[:, i], z2[:, j]⟩ / (‖z1[:, i]‖·‖z2[:, j]‖)
     "The column-normalised cross-correlation matrix of Barlow Twins (MixCL eq. 5, cosine form)."
     if z1.ndim != 2 or z1.shape != z2.shape:
-        raise Ssl3dError(f"cross_correlation: z1 {tuple(z1.shape)} and z2 {tuple(z2.shape)} must be equal (M, D) matrices")
+        raise Ssl3dError(
+            f"cross_correlation: z1 {tuple(z1.shape)} and z2 {tuple(z2.shape)} must be equal (M, D) matrices"
+        )
     if z1.shape[0] < 2 and centre: raise Ssl3dError(f"cross_correlation: centring needs M >= 2 rows, got {z1.shape[0]}")
     a, b = z1.float(), z2.float()
     if centre: a, b = a - a.mean(0), b - b.mean(0)
@@ -55,7 +57,8 @@ def pixel_barlow_twins(maps1:list, # per layer (B, C_l, X, Y, Z) projections of 
         raise Ssl3dError(f"pixel_barlow_twins: {len(maps1)} and {len(maps2)} layers; need the same, non-zero number")
     tot = 0.
     for l, (a, b) in enumerate(zip(maps1, maps2)):
-        if a.shape != b.shape: raise Ssl3dError(f"pixel_barlow_twins: layer {l} shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+        if a.shape != b.shape:
+            raise Ssl3dError(f"pixel_barlow_twins: layer {l} shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
         tot = tot + barlow_twins_loss(flatten_positions(a), flatten_positions(b), lam, centre)
     return tot
 
@@ -74,7 +77,9 @@ def pair_labels(y1:Tensor, # (N1,) integer labels of the positions of P1 (0 back
         ann = torch.as_tensor(annotated, dtype=torch.bool, device=y1.device)
         nc = ann.shape[1]
         if int(max(y1.max(), y2.max())) >= nc:
-            raise Ssl3dError(f"pair_labels: label {int(max(y1.max(), y2.max()))} outside the {nc} classes of `annotated`")
+            raise Ssl3dError(
+                f"pair_labels: label {int(max(y1.max(), y2.max()))} outside the {nc} classes of `annotated`"
+            )
         known1 = ann[int(d1)][y2.clamp(0, nc - 1)]   # does P1's dataset annotate y_j?
         known2 = ann[int(d2)][y1.clamp(0, nc - 1)]   # does P2's dataset annotate y_i?
         ignore = ignore | ((y1 == 0) & (y2 > 0) & ~known1) | ((y2 == 0) & (y1 > 0) & ~known2)
@@ -90,7 +95,9 @@ def _label_loss_one(z1, z2, y1, y2, d1, d2, annotated, tau, mode):
     if not pos.any(): return s.sum() * 0.
     neg_inf = torch.finfo(s.dtype).min
     if mode == 'global':
-        return -(s.masked_fill(~pos, neg_inf).flatten().logsumexp(0) - s.masked_fill(~valid, neg_inf).flatten().logsumexp(0))
+        return -(
+            s.masked_fill(~pos, neg_inf).flatten().logsumexp(0) - s.masked_fill(~valid, neg_inf).flatten().logsumexp(0)
+        )
     rows = pos.any(1)
     lp = s.masked_fill(~pos, neg_inf).logsumexp(1) - s.masked_fill(~valid, neg_inf).logsumexp(1)
     return -lp[rows].mean()
@@ -106,16 +113,27 @@ def label_consistency_loss(z1:Tensor, # (N1, C) or (B, N1, C) features at the sa
                            annotated:Tensor|None=None # (n_datasets, n_classes) bool, see `pair_labels`
                           ) -> Tensor: # scalar, mean over the B patch pairs
     "MixCL's supervised label-consistency contrast between the positions of two patches (eq. 6)."
-    if mode not in LABEL_MODES: raise Ssl3dError(f"label_consistency_loss: mode={mode!r}; choose one of {list(LABEL_MODES)}")
+    if mode not in LABEL_MODES:
+        raise Ssl3dError(f"label_consistency_loss: mode={mode!r}; choose one of {list(LABEL_MODES)}")
     if not tau > 0: raise Ssl3dError(f"label_consistency_loss: tau={tau} must be > 0")
     batched = z1.ndim == 3
     if not batched: z1, z2, y1, y2 = z1[None], z2[None], y1[None], y2[None]
     if z1.ndim != 3 or z2.ndim != 3 or z1.shape[-1] != z2.shape[-1] or z1.shape[0] != z2.shape[0] \
        or y1.shape != z1.shape[:2] or y2.shape != z2.shape[:2]:
-        raise Ssl3dError(f"label_consistency_loss: z1 {tuple(z1.shape)}, z2 {tuple(z2.shape)}, y1 {tuple(y1.shape)}, "
-                         f"y2 {tuple(y2.shape)} do not fit (N1, C), (N2, C), (N1,), (N2,) (with a batch axis or without)")
+        raise Ssl3dError(
+            f"label_consistency_loss: z1 {tuple(z1.shape)}, z2 {tuple(z2.shape)}, y1 {tuple(y1.shape)}, "
+            f"y2 {tuple(y2.shape)} do not fit (N1, C), (N2, C), (N1,), (N2,) (with a batch axis or without)"
+        )
     B = z1.shape[0]
-    d1 = torch.as_tensor(d1).reshape(-1).expand(B) if torch.as_tensor(d1).numel() == 1 else torch.as_tensor(d1).reshape(-1)
-    d2 = torch.as_tensor(d2).reshape(-1).expand(B) if torch.as_tensor(d2).numel() == 1 else torch.as_tensor(d2).reshape(-1)
+    d1 = (
+        torch.as_tensor(d1).reshape(-1).expand(B)
+        if torch.as_tensor(d1).numel() == 1
+        else torch.as_tensor(d1).reshape(-1)
+    )
+    d2 = (
+        torch.as_tensor(d2).reshape(-1).expand(B)
+        if torch.as_tensor(d2).numel() == 1
+        else torch.as_tensor(d2).reshape(-1)
+    )
     return torch.stack([_label_loss_one(z1[b], z2[b], y1[b], y2[b], int(d1[b]), int(d2[b]), annotated, tau, mode)
                         for b in range(B)]).mean()

@@ -22,7 +22,8 @@ def bspline_basis(size:int, # output voxels along the axis
                   dtype=torch.float32, device=None
                  )->Tensor: # (size, n_ctrl) weights; each row sums to 1
     "Cubic B-spline weights of `n_ctrl` control points at the `size` voxel centres of one axis (mesh = n_ctrl − 3 cells)."
-    if n_ctrl < 4: raise Ssl3dError(f"bspline_basis: n_ctrl={n_ctrl}; a cubic B-spline needs >= 4 control points per axis")
+    if n_ctrl < 4:
+        raise Ssl3dError(f"bspline_basis: n_ctrl={n_ctrl}; a cubic B-spline needs >= 4 control points per axis")
     m = n_ctrl - 3
     t = (torch.arange(size, dtype=torch.float64, device=device) + 0.5) / size * m
     i = t.floor().clamp(max=m - 1)
@@ -37,7 +38,8 @@ def dense_displacement(control_points:Tensor, # (nx, ny, nz, 3) displacements at
                       )->Tensor: # (3, X, Y, Z) displacement in voxels, on control_points' device
     "The dense B-spline displacement field of a control grid."
     c = torch.as_tensor(control_points)
-    if c.ndim != 4 or c.shape[-1] != 3: raise Ssl3dError(f"dense_displacement: control_points must be (nx, ny, nz, 3), got {tuple(c.shape)}")
+    if c.ndim != 4 or c.shape[-1] != 3:
+        raise Ssl3dError(f"dense_displacement: control_points must be (nx, ny, nz, 3), got {tuple(c.shape)}")
     c = c.float() if not c.is_floating_point() else c
     bx, by, bz = (bspline_basis(int(s), int(n), c.dtype, c.device) for s, n in zip(shape, c.shape[:3]))
     c = torch.einsum('abkc,xa,yb->cxyk', c, bx, by)                        # (3, X, Y, nz): small
@@ -89,7 +91,10 @@ def warp_grid(displacement:Tensor # (3, X, Y, Z) voxels
     "`grid_sample` coordinates of `x + u(x)` for every voxel centre x."
     S = tuple(displacement.shape[1:])
     scale = (2 / torch.tensor(S, dtype=displacement.dtype, device=displacement.device)).view(3, 1, 1, 1)
-    return identity_grid(S, displacement.dtype, displacement.device) + (displacement * scale).flip(0).permute(1, 2, 3, 0)[None]
+    return (
+        identity_grid(S, displacement.dtype, displacement.device)
+        + (displacement * scale).flip(0).permute(1, 2, 3, 0)[None]
+    )
 
 def sampling_grid(control_points:Tensor, # (nx, ny, nz, 3) displacements at the control points, voxels
                   shape:tuple # (X, Y, Z) of the image
@@ -100,7 +105,7 @@ def sampling_grid(control_points:Tensor, # (nx, ny, nz, 3) displacements at the 
     S = tuple(int(v) for v in shape)
     bx, by, bz = (bspline_basis(s, int(n), c.dtype, c.device) for s, n in zip(S, c.shape[:3]))
     scale = 2 / torch.tensor(S, dtype=c.dtype, device=c.device)
-    c = (torch.einsum('abkc,xa,yb->xykc', c, bx, by) * scale).flip(-1)             # (X, Y, nz, 3) in grid units, (Z, Y, X) order
+    c = (torch.einsum('abkc,xa,yb->xykc', c, bx, by) * scale).flip(-1)  # (X, Y, nz, 3) in grid units, (Z, Y, X) order
     nz = c.shape[2]
     W = torch.einsum('zk,ij->kizj', bz, torch.eye(3, dtype=c.dtype, device=c.device)).reshape(nz * 3, S[2] * 3)
     return (c.reshape(S[0] * S[1], nz * 3) @ W).view(1, *S, 3) + identity_grid(S, c.dtype, c.device)
@@ -121,18 +126,24 @@ def elastic_warp(image:Tensor|None, # (C, X, Y, Z) float image, or None
     "Warp an image (linear) and its region map (nearest) with the same displacement field."
     if grid is None:
         if displacement is None or displacement.ndim != 4 or displacement.shape[0] != 3:
-            raise Ssl3dError(f"elastic_warp: displacement must be (3, X, Y, Z), got {None if displacement is None else tuple(displacement.shape)}")
+            raise Ssl3dError(
+                f"elastic_warp: displacement must be (3, X, Y, Z), got {None if displacement is None else tuple(displacement.shape)}"
+            )
         grid = warp_grid(displacement.float())
-    elif grid.ndim != 5 or grid.shape[0] != 1 or grid.shape[-1] != 3: raise Ssl3dError(f"elastic_warp: grid must be (1, X, Y, Z, 3), got {tuple(grid.shape)}")
+    elif grid.ndim != 5 or grid.shape[0] != 1 or grid.shape[-1] != 3:
+        raise Ssl3dError(f"elastic_warp: grid must be (1, X, Y, Z, 3), got {tuple(grid.shape)}")
     S = tuple(grid.shape[1:4])
     out_img = out_reg = None
     if image is not None:
-        if image.ndim != 4 or tuple(image.shape[1:]) != S: raise Ssl3dError(f"elastic_warp: image {tuple(image.shape)} does not match the field {S}")
+        if image.ndim != 4 or tuple(image.shape[1:]) != S:
+            raise Ssl3dError(f"elastic_warp: image {tuple(image.shape)} does not match the field {S}")
         fill = float(image.min()) if image_fill is None else float(image_fill)
         out_img = _sample(image, grid, 'bilinear', fill).to(image.dtype)
     if regions is not None:
-        if tuple(regions.shape) != S: raise Ssl3dError(f"elastic_warp: regions {tuple(regions.shape)} do not match the field {S}")
-        if regions.numel() and int(regions.max()) >= 2**24: raise Ssl3dError("elastic_warp: region ids must be < 2**24 (float transport)")
+        if tuple(regions.shape) != S:
+            raise Ssl3dError(f"elastic_warp: regions {tuple(regions.shape)} do not match the field {S}")
+        if regions.numel() and int(regions.max()) >= 2**24:
+            raise Ssl3dError("elastic_warp: region ids must be < 2**24 (float transport)")
         out_reg = _sample(regions[None], grid, 'nearest', float(region_fill))[0].round().long()
     return out_img, out_reg
 
@@ -158,8 +169,14 @@ class ElasticWarp(tio.SpatialTransform):
                 ):
         super().__init__(**kwargs)
         self.control_points = torch.as_tensor(np.asarray(control_points), dtype=torch.float32)
-        if self.control_points.ndim != 4 or self.control_points.shape[-1] != 3 or min(self.control_points.shape[:3]) < 4:
-            raise Ssl3dError(f"ElasticWarp: control_points must be (nx, ny, nz, 3) with >= 4 points per axis, got {tuple(self.control_points.shape)}")
+        if (
+            self.control_points.ndim != 4
+            or self.control_points.shape[-1] != 3
+            or min(self.control_points.shape[:3]) < 4
+        ):
+            raise Ssl3dError(
+                f"ElasticWarp: control_points must be (nx, ny, nz, 3) with >= 4 points per axis, got {tuple(self.control_points.shape)}"
+            )
         self.args_names = ['control_points']
 
     def apply_transform(self, subject:tio.Subject)->tio.Subject:
@@ -169,7 +186,9 @@ class ElasticWarp(tio.SpatialTransform):
             data = image.data
             key = (tuple(image.spacing), str(data.device))
             if key not in grids:   # one grid per spacing (usually one for the whole subject)
-                cp = self.control_points.to(data.device) / torch.tensor(image.spacing, dtype=torch.float32, device=data.device)
+                cp = self.control_points.to(data.device) / torch.tensor(
+                    image.spacing, dtype=torch.float32, device=data.device
+                )
                 grids[key] = sampling_grid(cp, tuple(data.shape[1:]))
             g = grids[key]
             if isinstance(image, tio.LabelMap):
@@ -188,7 +207,11 @@ class RandomElasticWarp(RandomTransform, tio.SpatialTransform):
                 ):
         super().__init__(**kwargs)
         random_control_points(num_control_points, max_displacement, locked_borders=locked_borders)   # validates
-        self.num_control_points, self.max_displacement, self.locked_borders = num_control_points, max_displacement, locked_borders
+        self.num_control_points, self.max_displacement, self.locked_borders = (
+            num_control_points,
+            max_displacement,
+            locked_borders,
+        )
 
     def apply_transform(self, subject:tio.Subject)->tio.Subject:
         cp = random_control_points(self.num_control_points, self.max_displacement, locked_borders=self.locked_borders)

@@ -39,7 +39,8 @@ def _model_device(model, fallback:torch.device) -> torch.device:
 
 def _triple(v, name:str) -> tuple[int, int, int]:
     t = (int(v),) * 3 if isinstance(v, (int, np.integer)) else tuple(int(s) for s in v)
-    if len(t) != 3 or min(t) < 1: raise Ssl3dError(f"{name}={v!r}: expected a positive int or three positive ints (X, Y, Z)")
+    if len(t) != 3 or min(t) < 1:
+        raise Ssl3dError(f"{name}={v!r}: expected a positive int or three positive ints (X, Y, Z)")
     return t
 
 # %% ../nbs/71_evaluate.ipynb 8
@@ -71,9 +72,17 @@ def sliding_window_predict(model:Callable, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) log
     if was_training: model.eval()
     try:
         with torch.no_grad():
-            out = sliding_window_inference(image, roi, int(sw_batch_size), _pad_to_multiple(predictor, int(size_multiple)),
-                                           overlap=overlap, mode=mode, sigma_scale=sigma_scale,
-                                           sw_device=dev, device=image.device)
+            out = sliding_window_inference(
+                image,
+                roi,
+                int(sw_batch_size),
+                _pad_to_multiple(predictor, int(size_multiple)),
+                overlap=overlap,
+                mode=mode,
+                sigma_scale=sigma_scale,
+                sw_device=dev,
+                device=image.device,
+            )
     finally:
         if was_training: model.train()
     out = out.as_tensor() if hasattr(out, 'as_tensor') else out   # MONAI may hand back a MetaTensor
@@ -110,16 +119,19 @@ def _class_names(n_classes:int, class_names) -> list[str]:
     return names
 
 # %% ../nbs/71_evaluate.ipynb 17
-def segmentation_metrics(pred, # predicted label map (X,Y,Z) or (1,X,Y,Z), ints in [0, n_classes)
-                         label, # ground-truth label map, same shape
-                         n_classes:int, # K, including background (label 0, never scored)
-                         spacing:float|Sequence[float], # voxel size in mm (X, Y, Z), e.g. from the affine
-                         class_names:Sequence[str]|None=None, # foreground names (or K names incl. background)
-                         nsd_tolerance:float=1.0, # NSD tolerance τ in mm
-                         volume:str='', # volume id written to each row
-                         metrics:Sequence[str]=_DEFAULT_METRICS, # any of METRICS
-                         hd_one_empty:float|str='diagonal', # HD95/HD when exactly one mask is empty: mm, or 'diagonal' (the image's, in mm)
-                        )->list[dict]: # tidy rows {'volume', 'class', 'metric', 'value'}
+def segmentation_metrics(
+    pred,  # predicted label map (X,Y,Z) or (1,X,Y,Z), ints in [0, n_classes)
+    label,  # ground-truth label map, same shape
+    n_classes: int,  # K, including background (label 0, never scored)
+    spacing: float | Sequence[float],  # voxel size in mm (X, Y, Z), e.g. from the affine
+    class_names: Sequence[str] | None = None,  # foreground names (or K names incl. background)
+    nsd_tolerance: float = 1.0,  # NSD tolerance τ in mm
+    volume: str = '',  # volume id written to each row
+    metrics: Sequence[str] = _DEFAULT_METRICS,  # any of METRICS
+    hd_one_empty: (
+        float | str
+    ) = 'diagonal',  # HD95/HD when exactly one mask is empty: mm, or 'diagonal' (the image's, in mm)
+) -> list[dict]:  # tidy rows {'volume', 'class', 'metric', 'value'}
     "Per-class Dice, IoU, HD95 (mm) and NSD of one volume (MONAI metrics, explicit empty-mask convention)."
     p, g = _as_label_array(pred, 'pred'), _as_label_array(label, 'label')
     if p.shape != g.shape: raise Ssl3dError(f"pred shape {p.shape} != label shape {g.shape}")
@@ -138,21 +150,36 @@ def segmentation_metrics(pred, # predicted label map (X,Y,Z) or (1,X,Y,Z), ints 
     vals = {m: torch.full((K - 1,), float('nan'), dtype=torch.float64) for m in metrics}
     both = ~pe & ~ge
     one = pe ^ ge
-    if 'dice' in vals: vals['dice'][~(pe & ge)] = compute_dice(P, G, include_background=True, ignore_empty=False)[0][~(pe & ge)].double()
-    if 'iou' in vals: vals['iou'][~(pe & ge)] = compute_iou(P, G, include_background=True, ignore_empty=False)[0][~(pe & ge)].double()
+    if 'dice' in vals:
+        vals['dice'][~(pe & ge)] = compute_dice(P, G, include_background=True, ignore_empty=False)[0][
+            ~(pe & ge)
+        ].double()
+    if 'iou' in vals:
+        vals['iou'][~(pe & ge)] = compute_iou(P, G, include_background=True, ignore_empty=False)[0][~(pe & ge)].double()
     pen = float(np.linalg.norm(np.array(p.shape) * np.array(sp))) if hd_one_empty == 'diagonal' else float(hd_one_empty)
     for m in ('hd95', 'hd'):
         if m in vals: vals[m][one] = pen
-    if 'miss' in vals: vals['miss'][one], vals['miss'][both] = 1.0, 0.0   # a missed or hallucinated class: 1; both empty: NaN
+    if 'miss' in vals:
+        vals['miss'][one], vals['miss'][both] = 1.0, 0.0  # a missed or hallucinated class: 1; both empty: NaN
     if 'nsd' in vals: vals['nsd'][one] = 0.0
     if both.any():   # surface metrics only where both surfaces exist (no MONAI inf/nan warnings)
         Pb, Gb = P[:, both], G[:, both]
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='.*always_return_as_numpy.*')   # MONAI-internal deprecation
-            if 'hd95' in vals: vals['hd95'][both] = compute_hausdorff_distance(Pb, Gb, include_background=True, percentile=95, spacing=sp)[0].double()
-            if 'hd' in vals: vals['hd'][both] = compute_hausdorff_distance(Pb, Gb, include_background=True, spacing=sp)[0].double()
-            if 'nsd' in vals: vals['nsd'][both] = compute_surface_dice(Pb, Gb, class_thresholds=[float(nsd_tolerance)] * int(both.sum()),
-                                                                        include_background=True, spacing=sp)[0].double()
+            if 'hd95' in vals:
+                vals['hd95'][both] = compute_hausdorff_distance(
+                    Pb, Gb, include_background=True, percentile=95, spacing=sp
+                )[0].double()
+            if 'hd' in vals:
+                vals['hd'][both] = compute_hausdorff_distance(Pb, Gb, include_background=True, spacing=sp)[0].double()
+            if 'nsd' in vals:
+                vals['nsd'][both] = compute_surface_dice(
+                    Pb,
+                    Gb,
+                    class_thresholds=[float(nsd_tolerance)] * int(both.sum()),
+                    include_background=True,
+                    spacing=sp,
+                )[0].double()
     return [dict(volume=str(volume), **{'class': names[k]}, metric=m, value=float(vals[m][k]))
             for k in range(K - 1) for m in metrics]
 
@@ -163,15 +190,20 @@ def _records(rows) -> list[dict]:
     rows = list(rows)
     for r in rows[:1]:
         missing = {'volume', 'class', 'metric', 'value'} - set(r)
-        if missing: raise Ssl3dError(f"metric rows need columns volume, class, metric, value; missing {sorted(missing)}")
+        if missing:
+            raise Ssl3dError(f"metric rows need columns volume, class, metric, value; missing {sorted(missing)}")
     return rows
 
 def _unique(seq) -> list: return list(dict.fromkeys(seq))
 
 def _stats(vs:list[float]) -> dict:
     v = np.asarray(vs, dtype=np.float64); fin = v[np.isfinite(v)]
-    return dict(mean=float(fin.mean()) if fin.size else float('nan'), std=float(fin.std()) if fin.size else float('nan'),
-                n=int(fin.size), n_nan=int(v.size - fin.size))
+    return dict(
+        mean=float(fin.mean()) if fin.size else float('nan'),
+        std=float(fin.std()) if fin.size else float('nan'),
+        n=int(fin.size),
+        n_nan=int(v.size - fin.size),
+    )
 
 # %% ../nbs/71_evaluate.ipynb 30
 def summarize_metrics(rows, # tidy rows (list of dicts or DataFrame) from segmentation_metrics / evaluate_volumes
@@ -190,7 +222,9 @@ def summarize_metrics(rows, # tidy rows (list of dicts or DataFrame) from segmen
     pv = {}
     for r in rows: pv.setdefault(r['volume'], {}).setdefault(r['metric'], []).append(float(r['value']))
     per_volume = {v: {m: _stats(pv[v][m])['mean'] for m in metrics} for v in vols}
-    return dict(metrics=metrics, classes=classes, n_volumes=len(vols), per_class=per_class, mean=mean, per_volume=per_volume)
+    return dict(
+        metrics=metrics, classes=classes, n_volumes=len(vols), per_class=per_class, mean=mean, per_volume=per_volume
+    )
 
 # %% ../nbs/71_evaluate.ipynb 33
 def _fmt(x:float, digits:int, scale:float=1.0) -> str:
@@ -222,7 +256,9 @@ def format_table(rows, # tidy rows (list of dicts or DataFrame)
     s = summarize_metrics(rows)
     ms = [m for m in metrics if m in s['metrics']]
     if not ms: raise Ssl3dError(f"format_table: none of metrics={list(metrics)} in the rows (have {s['metrics']})")
-    head = ['class'] + [m + (' %' if _metric_scale(m, percent) == 100 else ' mm' if m.startswith('hd') else '') for m in ms]
+    head = ['class'] + [
+        m + (' %' if _metric_scale(m, percent) == 100 else ' mm' if m.startswith('hd') else '') for m in ms
+    ]
     body = [[c] + [_cell(s['per_class'][c][m], m, digits, percent, std) for m in ms] for c in s['classes']]
     body.append(['mean'] + [_cell(dict(s['mean'][m], n=0), m, digits, percent, False) for m in ms])
     return _grid(head, body)
@@ -241,13 +277,20 @@ def compare_table(runs:Mapping[str, object], # run name -> tidy rows (list of di
     if not ms: raise Ssl3dError(f"compare_table: none of metrics={list(metrics)} in the rows")
     nan = dict(mean=float('nan'), std=float('nan'), n=0, n_nan=0)
     head = ['class'] + [f"{m} {k}" for m in ms for k in S]
-    body = [[c] + [_cell(S[k]['per_class'].get(c, {}).get(m, nan), m, digits, percent, False) for m in ms for k in S] for c in classes]
-    body.append(['mean'] + [_cell(dict(S[k]['mean'].get(m, nan), n=0), m, digits, percent, False) for m in ms for k in S])
+    body = [
+        [c] + [_cell(S[k]['per_class'].get(c, {}).get(m, nan), m, digits, percent, False) for m in ms for k in S]
+        for c in classes
+    ]
+    body.append(
+        ['mean'] + [_cell(dict(S[k]['mean'].get(m, nan), n=0), m, digits, percent, False) for m in ms for k in S]
+    )
     return _grid(head, body)
 
 # %% ../nbs/71_evaluate.ipynb 40
 def _as_affine(affine_or_spacing) -> np.ndarray:
-    a = np.asarray(affine_or_spacing.detach().cpu() if torch.is_tensor(affine_or_spacing) else affine_or_spacing, dtype=np.float64)
+    a = np.asarray(
+        affine_or_spacing.detach().cpu() if torch.is_tensor(affine_or_spacing) else affine_or_spacing, dtype=np.float64
+    )
     if a.shape == (4, 4): return a
     if a.size in (1, 3): return np.diag(list(_spacing3(a)) + [1.0])
     raise Ssl3dError(f"affine: expected a 4x4 affine or a 3-tuple spacing, got shape {a.shape}")
@@ -327,7 +370,7 @@ def evaluate_volumes(model:Callable, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) logits
     rows, out_dir = [], (Path(out_dir) if out_dir is not None else None)
     names = _class_names(n_classes, class_names)
     for item in volumes:
-        try: vid, image, label, geo = item
+        try:vid, image, label, geo = item
         except (TypeError, ValueError): raise Ssl3dError("volumes: each item must be (id, image, label, affine_or_spacing)") from None
         image = torch.as_tensor(np.asarray(image)) if not torch.is_tensor(image) else image
         if image.ndim == 3: image = image[None]
@@ -337,12 +380,27 @@ def evaluate_volumes(model:Callable, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) logits
             raise Ssl3dError(f"volume {vid}: model gives {logits.shape[1]} output channels but n_classes={n_classes}")
         pred = logits[0].argmax(0).cpu()
         affine = _as_affine(geo)
-        rows += segmentation_metrics(pred, label, n_classes, spacing_from_affine(affine), names, nsd_tolerance, str(vid), metrics)
-        if out_dir is not None and save_predictions: save_prediction(pred, affine, out_dir / 'predictions' / f'{vid}.nii.gz')
+        rows += segmentation_metrics(
+            pred, label, n_classes, spacing_from_affine(affine), names, nsd_tolerance, str(vid), metrics
+        )
+        if out_dir is not None and save_predictions:
+            save_prediction(pred, affine, out_dir / 'predictions' / f'{vid}.nii.gz')
     if out_dir is not None:
-        write_metrics(rows, out_dir, extra=dict(settings=dict(n_classes=n_classes, class_names=names, nsd_tolerance=nsd_tolerance,
-                      patch_size=None if patch_size is None else list(_triple(patch_size, 'patch_size')), overlap=overlap,
-                      mode=mode, size_multiple=size_multiple)))
+        write_metrics(
+            rows,
+            out_dir,
+            extra=dict(
+                settings=dict(
+                    n_classes=n_classes,
+                    class_names=names,
+                    nsd_tolerance=nsd_tolerance,
+                    patch_size=None if patch_size is None else list(_triple(patch_size, 'patch_size')),
+                    overlap=overlap,
+                    mode=mode,
+                    size_multiple=size_multiple,
+                )
+            ),
+        )
     if verbose and rows: print(format_table(rows, metrics=[m for m in ('dice', 'hd95', 'nsd') if m in metrics]))
     return rows
 
@@ -370,7 +428,11 @@ def _to_np(x, name:str, label:bool=False) -> np.ndarray:
     return a
 
 def _mean_dice(p:np.ndarray, g:np.ndarray) -> float:
-    ds = [2 * ((p == k) & (g == k)).sum() / ((p == k).sum() + (g == k).sum()) for k in np.union1d(np.unique(p), np.unique(g)) if k > 0]
+    ds = [
+        2 * ((p == k) & (g == k)).sum() / ((p == k).sum() + (g == k).sum())
+        for k in np.union1d(np.unique(p), np.unique(g))
+        if k > 0
+    ]
     return float(np.mean(ds)) if ds else float('nan')
 
 def plot_predictions(image, # (X,Y,Z) or (C,X,Y,Z) image (first channel shown); tensor, array or tio.Image

@@ -56,8 +56,15 @@ def read_results(paths_or_dir, # a CSV file, a run folder, or a list of CSV file
     frames = []
     for f in files:
         if not f.exists(): raise Ssl3dError(f"{f}: results file not found")
-        try: df = pd.read_csv(f, dtype=_STR_COLS, keep_default_na=False, na_values={'label_fraction': [''], 'value': ['', 'nan', 'NaN']})
-        except pd.errors.EmptyDataError as e: raise Ssl3dError(f"{f}: empty file (not even a header)") from e
+        try:
+            df = pd.read_csv(
+                f,
+                dtype=_STR_COLS,
+                keep_default_na=False,
+                na_values={'label_fraction': [''], 'value': ['', 'nan', 'NaN']},
+            )
+        except pd.errors.EmptyDataError as e:
+            raise Ssl3dError(f"{f}: empty file (not even a header)") from e
         frames.append(_check_tidy(df, str(f)))
     if not frames: return _as_frame([], 'read_results')
     return pd.concat(frames, ignore_index=True)
@@ -208,19 +215,30 @@ def run_notebook(nb_path:str|Path, # the parameterized notebook
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir/'executed.ipynb'
     try:
-        pm.execute_notebook(str(nb_path), str(out), parameters=dict(parameters or {}), kernel_name=kernel_name,
-                            cwd=str(out_dir), log_output=log_output, progress_bar=False, execution_timeout=timeout,
-                            # quiet ipykernel's start-up and shutdown log lines (IPython kernels only; others would reject the flag)
-                            extra_arguments=['--IPKernelApp.log_level=CRITICAL'] if kernel_name.startswith('python') else [])
+        pm.execute_notebook(
+            str(nb_path),
+            str(out),
+            parameters=dict(parameters or {}),
+            kernel_name=kernel_name,
+            cwd=str(out_dir),
+            log_output=log_output,
+            progress_bar=False,
+            execution_timeout=timeout,
+            # quiet ipykernel's start-up and shutdown log lines (IPython kernels only; others would reject the flag)
+            extra_arguments=['--IPKernelApp.log_level=CRITICAL'] if kernel_name.startswith('python') else [],
+        )
     except pm.PapermillExecutionError as e:
         raise Ssl3dError(f"{nb_path.name}: cell {e.exec_count} raised {e.ename}: {e.evalue} (see {out})") from e
     return out
 
 # %% ../nbs/90_experiments.ipynb 21
 def _notebook_cell(cell, cell_dir, nb_path, parameters, kernel_name, log_output, timeout, results_name):
-    run_notebook(nb_path, cell_dir, {**parameters, **cell}, kernel_name=kernel_name, log_output=log_output, timeout=timeout)
+    run_notebook(
+        nb_path, cell_dir, {**parameters, **cell}, kernel_name=kernel_name, log_output=log_output, timeout=timeout
+    )
     res = Path(cell_dir)/results_name
-    if not res.exists(): raise Ssl3dError(f"{Path(nb_path).name} ran but wrote no {results_name} in its working directory")
+    if not res.exists():
+        raise Ssl3dError(f"{Path(nb_path).name} ran but wrote no {results_name} in its working directory")
     read_results(res)  # validates the columns
 
 def run_notebook_grid(nb_path:str|Path, # the parameterized notebook
@@ -241,7 +259,9 @@ def run_notebook_grid(nb_path:str|Path, # the parameterized notebook
     parameters = dict(parameters or {})
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(nb_path, out_dir/'source.ipynb')
-    save_json(dict(notebook=str(nb_path), parameters=parameters, cells={cell_id(c): c for c in cells}), out_dir/'grid.json')
+    save_json(
+        dict(notebook=str(nb_path), parameters=parameters, cells={cell_id(c): c for c in cells}), out_dir / 'grid.json'
+    )
     fn = functools.partial(_notebook_cell, nb_path=str(nb_path), parameters=parameters, kernel_name=kernel_name,
                            log_output=log_output, timeout=timeout, results_name=results_name)
     res = run_grid(cells, fn, out_dir, force=force, processes=processes, verbose=verbose)
@@ -263,11 +283,19 @@ def _parse_value(s:str):
 
 def _configure_grid(p:argparse.ArgumentParser):
     p.add_argument('notebook', help='parameterized notebook (a cell tagged `parameters`)')
-    p.add_argument('--out', required=True, help='run folder: RUN/<cell id>/executed.ipynb, results.csv; RUN/results.csv')
+    p.add_argument(
+        '--out', required=True, help='run folder: RUN/<cell id>/executed.ipynb, results.csv; RUN/results.csv'
+    )
     p.add_argument('-p', '--parameter', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
                    help='a parameter fixed for every cell (repeatable)')
-    p.add_argument('--axis', nargs='+', action='append', default=[], metavar='NAME|VALUE',
-                   help='a grid axis: its name then its values, e.g. --axis seed 0 1 2 (repeatable; axes are combined as a cartesian product)')
+    p.add_argument(
+        '--axis',
+        nargs='+',
+        action='append',
+        default=[],
+        metavar='NAME|VALUE',
+        help='a grid axis: its name then its values, e.g. --axis seed 0 1 2 (repeatable; axes are combined as a cartesian product)',
+    )
     p.add_argument('--processes', type=int, default=2, help='notebooks executed at once (0: one per CPU core)')
     p.add_argument('--force', action='store_true', help='re-run cells that already finished')
     p.add_argument('--kernel', default='python3', help='Jupyter kernel name')
@@ -287,11 +315,17 @@ def _run_grid_command(a:argparse.Namespace) -> int:
     res = run_notebook_grid(a.notebook, cells, a.out, processes=a.processes or None, force=a.force,
                             parameters={k: _parse_value(v) for k, v in a.parameter}, kernel_name=a.kernel,
                             timeout=a.timeout, verbose=True)
-    print(f"[grid] {len(res.ran)} ran, {len(res.skipped)} already done, {len(res.failed)} failed; results: {res.results}")
+    print(
+        f"[grid] {len(res.ran)} ran, {len(res.skipped)} already done, {len(res.failed)} failed; results: {res.results}"
+    )
     return 1 if res.failed else 0
 
-_grid_command = register_command('grid', 'run a parameterized notebook over a grid of parameters with papermill (resumable, parallel)',
-                                 _configure_grid, _run_grid_command)
+_grid_command = register_command(
+    'grid',
+    'run a parameterized notebook over a grid of parameters with papermill (resumable, parallel)',
+    _configure_grid,
+    _run_grid_command,
+)
 
 # %% ../nbs/90_experiments.ipynb 28
 def mean_ci(values, # run scores (NaN skipped)
@@ -319,12 +353,17 @@ def check_architectures(df, # tidy results; checked only when it has an 'archite
         if len(archs) < 2: continue
         def rows(a):
             h = g[g['architecture'].astype(str) == a]
-            return '; '.join(f"{m} (label_fraction {', '.join(f'{f:g}' for f in sorted(r['label_fraction'].unique()))}; "
-                             f"seeds {', '.join(str(int(s)) for s in sorted(r['seed'].unique()))})" for m, r in h.groupby('method', sort=False))
+            return '; '.join(
+                f"{m} (label_fraction {', '.join(f'{f:g}' for f in sorted(r['label_fraction'].unique()))}; "
+                f"seeds {', '.join(str(int(s)) for s in sorted(r['seed'].unique()))})"
+                for m, r in h.groupby('method', sort=False)
+            )
         where = ', '.join(f"{k}={v}" for k, v in zip(keys, key if isinstance(key, tuple) else (key,)))
-        raise Ssl3dError(f"rows fine-tuned on different networks cannot be compared ({where}): "
-                         + ' | '.join(f"architecture {a}: {rows(a)}" for a in archs)
-                         + ". Fine-tune every initialisation on the same network, or add 'architecture' to `by` to compare within each.")
+        raise Ssl3dError(
+            f"rows fine-tuned on different networks cannot be compared ({where}): "
+            + ' | '.join(f"architecture {a}: {rows(a)}" for a in archs)
+            + ". Fine-tune every initialisation on the same network, or add 'architecture' to `by` to compare within each."
+        )
 
 # %% ../nbs/90_experiments.ipynb 30
 _RUN_KEYS = ('method', 'dataset', 'label_fraction', 'seed')
@@ -334,7 +373,9 @@ def _select(df, metric:str, by:Sequence[str]):
         raise Ssl3dError(f"metric={metric!r} not in the results (have {sorted(set(df['metric']))})")
     d = df[df['metric'] == metric]
     if 'dataset' not in by and d['dataset'].nunique() > 1:
-        raise Ssl3dError(f"results hold several datasets {sorted(d['dataset'].unique())}: filter to one or add 'dataset' to by")
+        raise Ssl3dError(
+            f"results hold several datasets {sorted(d['dataset'].unique())}: filter to one or add 'dataset' to by"
+        )
     return d
 
 def run_scores(df, # tidy results (DataFrame)
@@ -364,8 +405,15 @@ def summary_table(df, # tidy results (DataFrame)
     out = g.agg(mean='mean', sd='std', n='count').reset_index()
     ci = [mean_ci(v, level)[1:] for _, v in g]
     out['ci_low'], out['ci_high'] = [c[0] for c in ci], [c[1] for c in ci]
-    if metric != 'miss' and 'miss' in set(df['metric']):   # missed/hallucinated (volume, class) pairs of the group's runs
-        m = df[df['metric'] == 'miss'].groupby(by, dropna=False, sort=False)['value'].agg(misses='sum', cases='count').reset_index()
+    if metric != 'miss' and 'miss' in set(
+        df['metric']
+    ):  # missed/hallucinated (volume, class) pairs of the group's runs
+        m = (
+            df[df['metric'] == 'miss']
+            .groupby(by, dropna=False, sort=False)['value']
+            .agg(misses='sum', cases='count')
+            .reset_index()
+        )
         out = out.merge(m, on=by, how='left').astype({'misses': 'Int64', 'cases': 'Int64'})
     return out.sort_values([c for c in by if c != 'method'] or by, kind='stable').reset_index(drop=True)
 
@@ -374,15 +422,17 @@ def _col_label(col:str, v) -> str:
     if col == 'label_fraction' and isinstance(v, (int, float)) and v == v: return f"{100 * v:g} %"
     return str(v)
 
-def format_mean_sd(summary, # output of `summary_table` (or tidy results, summarised with rows × cols)
-                   rows:str='method', # column that becomes table rows
-                   cols:str='label_fraction', # column that becomes table columns
-                   metric:str='dice', # used when `summary` is tidy results
-                   scale:float=100.0, # multiply values (100: fractions → %)
-                   digits:int=2, # decimals
-                   higher_is_better:bool=True, # which end of each column is bold
-                   interval:str='sd', # 'sd': mean ± sd; 'ci': mean [95 % CI] (needs ci_low/ci_high, from `summary_table`)
-                  ) -> str: # a markdown table
+
+def format_mean_sd(
+    summary,  # output of `summary_table` (or tidy results, summarised with rows × cols)
+    rows: str = 'method',  # column that becomes table rows
+    cols: str = 'label_fraction',  # column that becomes table columns
+    metric: str = 'dice',  # used when `summary` is tidy results
+    scale: float = 100.0,  # multiply values (100: fractions → %)
+    digits: int = 2,  # decimals
+    higher_is_better: bool = True,  # which end of each column is bold
+    interval: str = 'sd',  # 'sd': mean ± sd; 'ci': mean [95 % CI] (needs ci_low/ci_high, from `summary_table`)
+) -> str:  # a markdown table
     "A markdown table of mean ± sd (or mean [CI]), rows × cols, the best mean of each column in bold, miss counts appended."
     import pandas as pd
     if interval not in ('sd', 'ci'): raise Ssl3dError(f"interval={interval!r}: choose 'sd' or 'ci'")
@@ -399,10 +449,12 @@ def format_mean_sd(summary, # output of `summary_table` (or tidy results, summar
         row = cell[(r, c)]
         m, sd = row['mean'], row['sd']
         if interval == 'ci':
-            if 'ci_low' not in row: raise Ssl3dError("interval='ci': the summary has no ci_low/ci_high (make it with summary_table)")
+            if 'ci_low' not in row:
+                raise Ssl3dError("interval='ci': the summary has no ci_low/ci_high (make it with summary_table)")
             lo, hi = row['ci_low'], row['ci_high']
             t = f"{m * scale:.{digits}f}" + (f" [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]" if lo == lo else '')
-        else: t = f"{m * scale:.{digits}f}" + (f" ± {sd * scale:.{digits}f}" if sd == sd else '')
+        else:
+            t = f"{m * scale:.{digits}f}" + (f" ± {sd * scale:.{digits}f}" if sd == sd else '')
         t = f"**{t}**" if c in best and m == best[c] else t
         k = row['misses'] if 'misses' in row else None
         return t + (f" ({int(k)}/{int(row['cases'])} missed)" if k is not None and not pd.isna(k) and k > 0 else '')
@@ -426,7 +478,9 @@ def ttest_best_vs_second(df, # tidy results (DataFrame)
     out = []
     for key, g in runs.groupby(by, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        means = g.groupby('method', sort=False)['value'].mean().sort_values(ascending=not higher_is_better, kind='stable')
+        means = (
+            g.groupby('method', sort=False)['value'].mean().sort_values(ascending=not higher_is_better, kind='stable')
+        )
         row = dict(zip(by, key), best=means.index[0], second=None, best_mean=means.iloc[0], second_mean=np.nan,
                    n_best=int((g['method'] == means.index[0]).sum()), n_second=0, t=np.nan, p=np.nan)
         if len(means) > 1:
@@ -457,19 +511,24 @@ def holm(pvalues, # p-values (NaN entries are ignored and stay NaN)
 def _subset_check(a, b, cols, where):
     if 'subset' not in a.columns: return
     bad = [int(s) for s, x, y in zip(a['seed'], a['subset'], b['subset']) if str(x) != str(y)]
-    if bad: raise Ssl3dError(f"{where}: seeds {bad} fine-tuned on different labelled subsets; paired tests need the same "
-                             "subset per (label fraction, seed) for every initialisation")
+    if bad:
+        raise Ssl3dError(
+            f"{where}: seeds {bad} fine-tuned on different labelled subsets; paired tests need the same "
+            "subset per (label fraction, seed) for every initialisation"
+        )
 
-def paired_tests(df, # tidy results (DataFrame); optional columns 'architecture', 'subset'
-                 metric:str='dice', # which metric
-                 baseline:str|None='random', # control method: every other method is tested against it (None: no control tests)
-                 pairs:Sequence[tuple]=(), # further (method, reference) comparisons in every group
-                 best_vs_second:bool=True, # also test the best method against the second-best of each group
-                 by:Sequence[str]=('label_fraction',), # one group per value ('architecture' is added when present)
-                 class_agg:str='mean', # how classes combine within a run
-                 higher_is_better:bool=True, # ranking direction of best/second
-                 level:float=0.95, # confidence level of the mean difference's interval
-                ): # DataFrame: *by, method, reference, n, mean, mean_reference, diff, ci_low, ci_high, t, p_t, w, p_wilcoxon, p_holm, p_holm_wilcoxon
+
+def paired_tests(
+    df,  # tidy results (DataFrame); optional columns 'architecture', 'subset'
+    metric: str = 'dice',  # which metric
+    baseline: str | None = 'random',  # control method: every other method is tested against it (None: no control tests)
+    pairs: Sequence[tuple] = (),  # further (method, reference) comparisons in every group
+    best_vs_second: bool = True,  # also test the best method against the second-best of each group
+    by: Sequence[str] = ('label_fraction',),  # one group per value ('architecture' is added when present)
+    class_agg: str = 'mean',  # how classes combine within a run
+    higher_is_better: bool = True,  # ranking direction of best/second
+    level: float = 0.95,  # confidence level of the mean difference's interval
+):  # DataFrame: *by, method, reference, n, mean, mean_reference, diff, ci_low, ci_high, t, p_t, w, p_wilcoxon, p_holm, p_holm_wilcoxon
     "Paired t and Wilcoxon signed-rank tests of run scores paired on the seed, Holm-corrected across all rows."
     import numpy as np, pandas as pd
     from scipy.stats import ttest_rel, wilcoxon
@@ -480,11 +539,16 @@ def paired_tests(df, # tidy results (DataFrame); optional columns 'architecture'
     for key, g in runs.groupby(by, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         where = ', '.join(f"{k}={v}" for k, v in zip(by, key))
-        means = g.groupby('method', sort=False)['value'].mean().sort_values(ascending=not higher_is_better, kind='stable')
+        means = (
+            g.groupby('method', sort=False)['value'].mean().sort_values(ascending=not higher_is_better, kind='stable')
+        )
         comps = []
         if baseline is not None:
-            if baseline not in means.index: raise Ssl3dError(f"{where}: no {baseline!r} control runs (have {list(means.index)}); "
-                                                            "the protocol needs a control per architecture, or pass baseline=None")
+            if baseline not in means.index:
+                raise Ssl3dError(
+                    f"{where}: no {baseline!r} control runs (have {list(means.index)}); "
+                    "the protocol needs a control per architecture, or pass baseline=None"
+                )
             comps += [(m, baseline) for m in means.index if m != baseline]
         if best_vs_second and len(means) > 1: comps.append((means.index[0], means.index[1]))
         comps += [tuple(p) for p in pairs if p[0] in means.index and p[1] in means.index]
@@ -506,10 +570,24 @@ def paired_tests(df, # tidy results (DataFrame); optional columns 'architecture'
             if len(d) >= 2 and np.std(d) > 0:
                 r = ttest_rel(x, y); row.update(t=float(r.statistic), p_t=float(r.pvalue))
             if len(d) >= 2 and np.any(d != 0):
-                try: r = wilcoxon(x, y); row.update(w=float(r.statistic), p_wilcoxon=float(r.pvalue))
+                try:r = wilcoxon(x, y); row.update(w=float(r.statistic), p_wilcoxon=float(r.pvalue))
                 except ValueError: pass
             out.append(row)
-    cols = [*by, 'method', 'reference', 'n', 'mean', 'mean_reference', 'diff', 'ci_low', 'ci_high', 't', 'p_t', 'w', 'p_wilcoxon']
+    cols = [
+        *by,
+        'method',
+        'reference',
+        'n',
+        'mean',
+        'mean_reference',
+        'diff',
+        'ci_low',
+        'ci_high',
+        't',
+        'p_t',
+        'w',
+        'p_wilcoxon',
+    ]
     res = pd.DataFrame(out, columns=cols)
     res['p_holm'], res['p_holm_wilcoxon'] = holm(res['p_t']), holm(res['p_wilcoxon'])
     return res
@@ -523,7 +601,10 @@ def finetune_protocol_columns(finetune_dir:str|Path, # a `ssl3d.finetune.finetun
     for f in ('architecture.json', 'finetune.json'):
         if not (d/f).exists(): raise Ssl3dError(f"{d}: no {f} (not a finished fine-tune of this version)")
     ids = sorted(str(i) for i in load_json(d/'finetune.json')['labelled_ids'])
-    return dict(architecture=load_json(d/'architecture.json')['hash'], subset=hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:10])
+    return dict(
+        architecture=load_json(d / 'architecture.json')['hash'],
+        subset=hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:10],
+    )
 
 # %% ../nbs/90_experiments.ipynb 54
 def save_figure(fig, # a matplotlib figure
@@ -532,7 +613,9 @@ def save_figure(fig, # a matplotlib figure
                ) -> tuple[Path, Path]: # (png, pdf)
     "Save a figure as PNG and PDF next to each other."
     stem = Path(stem)
-    png = atomic_write(stem.with_name(stem.name + '.png'), lambda p: fig.savefig(p, format='png', dpi=dpi, bbox_inches='tight'))
+    png = atomic_write(
+        stem.with_name(stem.name + '.png'), lambda p: fig.savefig(p, format='png', dpi=dpi, bbox_inches='tight')
+    )
     pdf = atomic_write(stem.with_name(stem.name + '.pdf'),
                        lambda p: fig.savefig(p, format='pdf', bbox_inches='tight', metadata={'CreationDate': None}))
     return png, pdf
@@ -557,7 +640,11 @@ def plot_label_efficiency(df, # tidy results (DataFrame)
         fr = sorted(d['label_fraction'].dropna().unique())
         ax.set_xscale('log'); ax.set_xticks(fr); ax.set_xticklabels([_col_label('label_fraction', f) for f in fr])
         ax.minorticks_off()
-        ax.set(xlabel='label fraction (of the training split)', ylabel=f"{metric}{' (%)' if scale == 100 else ''}", title=ds)
+        ax.set(
+            xlabel='label fraction (of the training split)',
+            ylabel=f"{metric}{' (%)' if scale == 100 else ''}",
+            title=ds,
+        )
         ax.grid(alpha=0.3)
     fig.tight_layout()
     if path_stem is not None: save_figure(fig, path_stem)
@@ -577,13 +664,22 @@ def plot_class_heatmap(df, # tidy results (DataFrame)
         if len(fr) != 1: raise Ssl3dError(f"label_fraction=None but the results hold fractions {fr}: choose one")
         label_fraction = fr[0]
     d = df[df['label_fraction'] == label_fraction]
-    if d.empty: raise Ssl3dError(f"label_fraction={label_fraction}: no rows (have {sorted(df['label_fraction'].dropna().unique())})")
+    if d.empty:
+        raise Ssl3dError(
+            f"label_fraction={label_fraction}: no rows (have {sorted(df['label_fraction'].dropna().unique())})"
+        )
     pc = run_scores(d, metric, None)
     tab = pc.groupby(['method', 'class'], sort=False)['value'].mean().unstack('class') * scale
     tab = tab.loc[list(dict.fromkeys(pc['method'])), list(dict.fromkeys(pc['class']))]
     fig, ax = plt.subplots(figsize=(1.0 + 0.8 * tab.shape[1], 1.2 + 0.45 * tab.shape[0]))
-    sns.heatmap(tab, annot=True, fmt='.1f', cmap=cmap, ax=ax, cbar_kws=dict(label=f"{metric}{' (%)' if scale == 100 else ''}"))
-    ax.set(xlabel='class', ylabel='method', title=f"{d['dataset'].iloc[0]}, {_col_label('label_fraction', label_fraction)} labels")
+    sns.heatmap(
+        tab, annot=True, fmt='.1f', cmap=cmap, ax=ax, cbar_kws=dict(label=f"{metric}{' (%)' if scale == 100 else ''}")
+    )
+    ax.set(
+        xlabel='class',
+        ylabel='method',
+        title=f"{d['dataset'].iloc[0]}, {_col_label('label_fraction', label_fraction)} labels",
+    )
     fig.tight_layout()
     if path_stem is not None: save_figure(fig, path_stem)
     return fig

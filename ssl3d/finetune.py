@@ -22,9 +22,17 @@ from .transforms import finetune_augmentation
 from .train import Trainer, train_config, save_checkpoint, load_checkpoint, provenance
 from .pretrain import dataset_fingerprint, parse_assignments, apply_overrides
 from .architecture import architecture_fingerprint
-from .checkpoints import read_pretrained, resolve_init, check_preprocessing, preprocessing_record, export_hf, weights_file, file_sha256
-from .evaluate import (sliding_window_predict, segmentation_metrics, summarize_metrics, write_metrics, format_table,
-                            save_prediction, spacing_from_affine)
+from .checkpoints import (read_pretrained, resolve_init, check_preprocessing, preprocessing_record, export_hf,
+    weights_file, file_sha256)
+from ssl3d.evaluate import (
+    sliding_window_predict,
+    segmentation_metrics,
+    summarize_metrics,
+    write_metrics,
+    format_table,
+    save_prediction,
+    spacing_from_affine,
+)
 
 # %% auto 0
 __all__ = ['FINETUNE_PRESETS', 'SEG_FORMAT', 'EVAL_SPLITS', 'FinetuneConfig', 'finetune_config', 'LoadReport', 'load_with_report',
@@ -68,14 +76,19 @@ class FinetuneConfig:
         self.patch_size = tuple(int(p) for p in self.patch_size)
         if self.spacing is not None: self.spacing = tuple(float(s) for s in self.spacing)
         if len(self.patch_size) != 3 or any(p < 32 or p % 32 for p in self.patch_size):
-            raise Ssl3dError(f"FinetuneConfig.patch_size={self.patch_size}: need three multiples of 32 (the network's stride)")
+            raise Ssl3dError(
+                f"FinetuneConfig.patch_size={self.patch_size}: need three multiples of 32 (the network's stride)"
+            )
         for k in ('steps', 'batch_size', 'samples_per_volume'):
             if int(getattr(self, k)) < 1: raise Ssl3dError(f"FinetuneConfig.{k}={getattr(self, k)} must be >= 1")
-        if self.modality not in ('auto', 'ct', 'mr'): raise Ssl3dError(f"FinetuneConfig.modality={self.modality!r}; choose auto, ct or mr")
+        if self.modality not in ('auto', 'ct', 'mr'):
+            raise Ssl3dError(f"FinetuneConfig.modality={self.modality!r}; choose auto, ct or mr")
         if not 0 <= self.flip_p <= 1: raise Ssl3dError(f"FinetuneConfig.flip_p={self.flip_p}: must be in [0, 1]")
         if isinstance(self.backbone, str) and self.backbone not in BACKBONE_PRESETS:
-            raise Ssl3dError(f"FinetuneConfig.backbone={self.backbone!r} is not a backbone preset; choose one of {list(BACKBONE_PRESETS)} "
-                             "or a dict of build_backbone kwargs")
+            raise Ssl3dError(
+                f"FinetuneConfig.backbone={self.backbone!r} is not a backbone preset; choose one of {list(BACKBONE_PRESETS)} "
+                "or a dict of build_backbone kwargs"
+            )
 
 #: fine-tuning presets: name -> `FinetuneConfig` overrides
 FINETUNE_PRESETS = {
@@ -90,7 +103,8 @@ def finetune_config(preset:str='cpu-small', # a key of `FINETUNE_PRESETS`
                     **overrides # `FinetuneConfig` fields
                    ) -> FinetuneConfig:
     "A `FinetuneConfig` from a preset plus overrides."
-    if preset not in FINETUNE_PRESETS: raise Ssl3dError(f"unknown fine-tuning preset {preset!r}; available: {sorted(FINETUNE_PRESETS)}")
+    if preset not in FINETUNE_PRESETS:
+        raise Ssl3dError(f"unknown fine-tuning preset {preset!r}; available: {sorted(FINETUNE_PRESETS)}")
     return update_config(FinetuneConfig(), **{**FINETUNE_PRESETS[preset], **overrides})
 
 # %% ../nbs/70_finetune.ipynb 11
@@ -112,7 +126,12 @@ class LoadReport:
     def to_dict(self) -> dict: return dataclasses.asdict(self)
 
     def __str__(self):
-        def few(ks): return ', '.join(str(k if isinstance(k, str) else f"{k[0]} {tuple(k[1])}→{tuple(k[2])}") for k in ks[:6]) + (' …' if len(ks) > 6 else '')
+
+        def few(ks):
+            return ', '.join(
+                str(k if isinstance(k, str) else f"{k[0]} {tuple(k[1])}→{tuple(k[2])}") for k in ks[:6]
+            ) + (' …' if len(ks) > 6 else '')
+
         lines = [f"load report for {self.source}: {len(self.loaded)} loaded, {len(self.missing)} missing, "
                  f"{len(self.unexpected)} unexpected, {len(self.mismatched)} shape-mismatched, {len(self.fresh)} fresh"]
         for name in ('missing', 'unexpected', 'mismatched', 'fresh'):
@@ -132,17 +151,22 @@ def load_with_report(model:nn.Module, # target (e.g. a `SegmentationNet`)
     rep = LoadReport(source=str(source), fresh=[k for k in own if k not in set(target)])
     ok = {}
     for k, v in state.items():
-        if k not in own or k not in set(target): rep.unexpected.append(k)
-        elif tuple(v.shape) != tuple(own[k].shape): rep.mismatched.append([k, list(v.shape), list(own[k].shape)])
+        if k not in own or k not in set(target):rep.unexpected.append(k)
+        elif tuple(v.shape) != tuple(own[k].shape):rep.mismatched.append([k, list(v.shape), list(own[k].shape)])
         else: ok[k] = v
     rep.missing = [k for k in target if k not in state]
     rep.loaded = list(ok)
-    if not ok: raise Ssl3dError(f"{source}: no weights loaded: none of the {len(state)} checkpoint keys (e.g. {list(state)[:3]}) "
-                                f"matches the model's (e.g. {target[:3]})")
+    if not ok:
+        raise Ssl3dError(
+            f"{source}: no weights loaded: none of the {len(state)} checkpoint keys (e.g. {list(state)[:3]}) "
+            f"matches the model's (e.g. {target[:3]})"
+        )
     if rep.mismatched and not allow_shape_mismatch:
-        raise Ssl3dError(f"{source}: {len(rep.mismatched)} weight(s) have a different shape in the checkpoint and the model, "
-                         f"e.g. {rep.mismatched[0][0]} {tuple(rep.mismatched[0][1])} vs {tuple(rep.mismatched[0][2])}; "
-                         "use allow_shape_mismatch=True (--allow-shape-mismatch) to skip them")
+        raise Ssl3dError(
+            f"{source}: {len(rep.mismatched)} weight(s) have a different shape in the checkpoint and the model, "
+            f"e.g. {rep.mismatched[0][0]} {tuple(rep.mismatched[0][1])} vs {tuple(rep.mismatched[0][2])}; "
+            "use allow_shape_mismatch=True (--allow-shape-mismatch) to skip them"
+        )
     model.load_state_dict(ok, strict=False)
     return rep
 
@@ -152,14 +176,18 @@ def _backbone_kwargs(backbone) -> dict:
     if isinstance(backbone, dict): return dict(backbone)
     raise Ssl3dError(f"backbone={backbone!r}: expected a preset name or a dict of build_backbone kwargs")
 
-def build_segmentation_model(init:str|Path|None, # 'none'/None (random) or pretrained weights: run folder, model.safetensors, final.pt, HF-style folder, hf://owner/name
-                             n_classes:int, # classes including background
-                             backbone:str|dict='cpu-small', # random init: preset or build_backbone kwargs
-                             load_decoder:bool=True, # load the checkpoint's decoder when it has one
-                             allow_shape_mismatch:bool=False, # skip shape-mismatched weights (reported)
-                             in_channels:int|None=None, # image channels of the data (None: the backbone's / checkpoint's)
-                             allow_missing_keys:bool=False, # fine-tune even when expected weights are absent (reported)
-                            ) -> tuple: # (SegmentationNet, info dict with 'backbone', 'load_report', 'init_provenance')
+
+def build_segmentation_model(
+    init: (
+        str | Path | None
+    ),  # 'none'/None (random) or pretrained weights: run folder, model.safetensors, final.pt, HF-style folder, hf://owner/name
+    n_classes: int,  # classes including background
+    backbone: str | dict = 'cpu-small',  # random init: preset or build_backbone kwargs
+    load_decoder: bool = True,  # load the checkpoint's decoder when it has one
+    allow_shape_mismatch: bool = False,  # skip shape-mismatched weights (reported)
+    in_channels: int | None = None,  # image channels of the data (None: the backbone's / checkpoint's)
+    allow_missing_keys: bool = False,  # fine-tune even when expected weights are absent (reported)
+) -> tuple:  # (SegmentationNet, info dict with 'backbone', 'load_report', 'init_provenance')
     "A `SegmentationNet` with a fresh head, from a pretrained checkpoint's encoder (+ decoder) or random weights."
     if init is None or str(init).lower() in ('none', 'random', ''):
         kw = _backbone_kwargs(backbone)
@@ -169,11 +197,15 @@ def build_segmentation_model(init:str|Path|None, # 'none'/None (random) or pretr
     ck = read_pretrained(init)  # safetensors + sidecar (preferred in a run folder), HF-style folder, or legacy final.pt
     path, tr, prov = ck['path'], ck['transfer'], ck['provenance']
     if not isinstance(prov.get('backbone'), dict):
-        raise Ssl3dError(f"{path}: provenance has no 'backbone' (the build_backbone kwargs); cannot rebuild the network")
+        raise Ssl3dError(
+            f"{path}: provenance has no 'backbone' (the build_backbone kwargs); cannot rebuild the network"
+        )
     kw = dict(prov['backbone'])
     if in_channels is not None and int(kw.get('in_channels', 1)) != int(in_channels):
-        raise Ssl3dError(f"{path}: the pretrained network takes {kw.get('in_channels', 1)} input channel(s) but the data has "
-                         f"{in_channels}; pretrain on data with the same channels")
+        raise Ssl3dError(
+            f"{path}: the pretrained network takes {kw.get('in_channels', 1)} input channel(s) but the data has "
+            f"{in_channels}; pretrain on data with the same channels"
+        )
     net = SegmentationNet(*build_backbone(**kw), n_classes)
     state = {f'encoder.{k}': v for k, v in tr['encoder'].items()}
     expected = ['encoder.']
@@ -182,8 +214,10 @@ def build_segmentation_model(init:str|Path|None, # 'none'/None (random) or pretr
     rep = load_with_report(net, state, expected, allow_shape_mismatch, source=str(path))
     if rep.missing and not allow_missing_keys:
         n_exp = len(rep.missing) + len(rep.loaded) + len(rep.mismatched)
-        raise Ssl3dError(f"{path}: {len(rep.missing)} of {n_exp} expected weights are missing from the checkpoint, e.g. "
-                         f"{rep.missing[0]}; use allow_missing_keys=True (--allow-missing-keys) to fine-tune them from random init")
+        raise Ssl3dError(
+            f"{path}: {len(rep.missing)} of {n_exp} expected weights are missing from the checkpoint, e.g. "
+            f"{rep.missing[0]}; use allow_missing_keys=True (--allow-missing-keys) to fine-tune them from random init"
+        )
     return net, dict(backbone=kw, load_report=rep, init_provenance=prov, init=str(path), sidecar=ck['sidecar'])
 
 # %% ../nbs/70_finetune.ipynb 19
@@ -267,7 +301,9 @@ def resample_probs(probs:Tensor, # (K, x, y, z) class probabilities on the sourc
                    slab:int=16 # target Z slices per grid_sample call (bounds memory)
                   ) -> Tensor: # (X, Y, Z) int64 labels on the target grid (0 outside the source)
     "Argmax labels on another voxel grid, from probabilities interpolated trilinearly through the affines."
-    M = torch.as_tensor(np.linalg.inv(np.asarray(src_affine, np.float64)) @ np.asarray(dst_affine, np.float64), dtype=torch.float64)
+    M = torch.as_tensor(
+        np.linalg.inv(np.asarray(src_affine, np.float64)) @ np.asarray(dst_affine, np.float64), dtype=torch.float64
+    )
     X, Y, Z = (int(s) for s in dst_shape)
     n = torch.tensor(probs.shape[1:], dtype=torch.float64)
     out = torch.zeros((X, Y, Z), dtype=torch.long)
@@ -330,7 +366,9 @@ def _val_volumes(subjects, transform):
     out = []
     if not subjects: return out  # no validation case (tiny dataset): tio.SubjectsDataset refuses an empty list
     for s in tio.SubjectsDataset(list(subjects), transform=transform):
-        out.append((s['id'], s['image'].data.float(), s['label'].data.long()[0], spacing_from_affine(s['image'].affine)))
+        out.append(
+            (s['id'], s['image'].data.float(), s['label'].data.long()[0], spacing_from_affine(s['image'].affine))
+        )
     return out
 
 def _mean_dice(net, vols, K, patch, overlap):
@@ -342,18 +380,33 @@ def _mean_dice(net, vols, K, patch, overlap):
     return float(np.mean(ds)) if ds else float('nan')
 
 def _seg_meta(net, info, cfg, K, names, modality, step, val_dice, splits, prov, selection):
-    return dict(format=SEG_FORMAT, model={k: v.detach().cpu() for k, v in net.state_dict().items()}, backbone=info['backbone'],
-                n_classes=K, class_names=list(names), patch_size=list(cfg.patch_size), overlap=cfg.overlap,
-                preprocessing=dict(modality=modality, spacing=None if cfg.spacing is None else list(cfg.spacing),
-                                   hu_range=list(cfg.hu_range), crop_body=cfg.crop_body),
-                step=int(step), val_dice=float(val_dice), selection=selection,
-                splits={k: splits[k] for k in ('train', 'val', 'test', 'seed')}, provenance=prov)
+    return dict(
+        format=SEG_FORMAT,
+        model={k: v.detach().cpu() for k, v in net.state_dict().items()},
+        backbone=info['backbone'],
+        n_classes=K,
+        class_names=list(names),
+        patch_size=list(cfg.patch_size),
+        overlap=cfg.overlap,
+        preprocessing=dict(
+            modality=modality,
+            spacing=None if cfg.spacing is None else list(cfg.spacing),
+            hu_range=list(cfg.hu_range),
+            crop_body=cfg.crop_body,
+        ),
+        step=int(step),
+        val_dice=float(val_dice),
+        selection=selection,
+        splits={k: splits[k] for k in ('train', 'val', 'test', 'seed')},
+        provenance=prov,
+    )
 
 # %% ../nbs/70_finetune.ipynb 42
 def _check_channels(backbone:dict, rows:list, model, data):
     "The network's input channels must equal the data's (a conv would fail, or worse, broadcast)."
     want, have = int((backbone or {}).get('in_channels', 1)), int(rows[0]['channels'])
-    if want != have: raise Ssl3dError(f"{model}: the model takes {want} input channel(s) but {rows[0]['image']} ({data}) has {have}")
+    if want != have:
+        raise Ssl3dError(f"{model}: the model takes {want} input channel(s) but {rows[0]['image']} ({data}) has {have}")
 
 _RUN_IDENTITY = ('init_fingerprint', 'label_fraction', 'seed', 'preset', 'config', 'dataset_fingerprint')
 
@@ -381,26 +434,32 @@ def _sidecar_preprocessing(cfg:FinetuneConfig, sidecar:dict|None, explicit:set, 
     pre = (sidecar or {}).get('preprocessing')
     if not pre: return cfg
     take = {}
-    if 'hu_range' not in explicit and pre.get('modality') == 'ct' and pre.get('hu_range'): take['hu_range'] = tuple(pre['hu_range'])
+    if 'hu_range' not in explicit and pre.get('modality') == 'ct' and pre.get('hu_range'):
+        take['hu_range'] = tuple(pre['hu_range'])
     if 'crop_body' not in explicit and pre.get('crop_body') is not None: take['crop_body'] = bool(pre['crop_body'])
     cfg = update_config(cfg, **take) if take else cfg
-    check_preprocessing(sidecar, preprocessing_record(modality, cfg.hu_range, spacing=cfg.spacing, crop_body=cfg.crop_body), source)
+    check_preprocessing(
+        sidecar, preprocessing_record(modality, cfg.hu_range, spacing=cfg.spacing, crop_body=cfg.crop_body), source
+    )
     return cfg
 
 # %% ../nbs/70_finetune.ipynb 44
-def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads) with labelled training cases
-             init:str|Path|None='none', # 'none' (random) or pretrained weights (run folder, .safetensors, final.pt, HF folder, hf://owner/name)
-             out_dir:str|Path='runs/finetune', # run folder (resumed when it holds a checkpoint)
-             label_fraction:float=0.1, # fraction of the training split used with labels (floor, at least 1)
-             seed:int=0, # split, subset, data order and initialisation seed
-             preset:str='cpu-small', # `FINETUNE_PRESETS` key
-             steps:int|None=None, # optimizer steps (None: the preset's)
-             device:str='auto', # 'auto', 'cpu', 'cuda', ...
-             splits_file:str|Path|None=None, # split file shared by all compared runs (created when absent)
-             overrides:dict|None=None, # further `FinetuneConfig` fields
-             progress:bool|None=None, # tqdm bar (None: when stderr is a terminal)
-             verbose:bool=True, # print the load report and a summary
-            ) -> Path: # out_dir/best.pt
+def finetune(
+    data: str | Path,  # dataset (anything `ssl3d.data.load_dataset` reads) with labelled training cases
+    init: (
+        str | Path | None
+    ) = 'none',  # 'none' (random) or pretrained weights (run folder, .safetensors, final.pt, HF folder, hf://owner/name)
+    out_dir: str | Path = 'runs/finetune',  # run folder (resumed when it holds a checkpoint)
+    label_fraction: float = 0.1,  # fraction of the training split used with labels (floor, at least 1)
+    seed: int = 0,  # split, subset, data order and initialisation seed
+    preset: str = 'cpu-small',  # `FINETUNE_PRESETS` key
+    steps: int | None = None,  # optimizer steps (None: the preset's)
+    device: str = 'auto',  # 'auto', 'cpu', 'cuda', ...
+    splits_file: str | Path | None = None,  # split file shared by all compared runs (created when absent)
+    overrides: dict | None = None,  # further `FinetuneConfig` fields
+    progress: bool | None = None,  # tqdm bar (None: when stderr is a terminal)
+    verbose: bool = True,  # print the load report and a summary
+) -> Path:  # out_dir/best.pt
     "Fine-tune a segmentation network from `init` on a label fraction of `data`; returns the best checkpoint."
     t0 = time.time()
     if str(init).startswith('hf://'): init = resolve_init(init)  # download (or fail) before any data is read
@@ -410,9 +469,17 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
     if ipath is not None: ipath = weights_file(ipath)  # the file `read_pretrained` loads (fails here when absent)
     splits, spath = ensure_splits(data, seed, splits_file, cfg.split_fractions, fallback_dir=out)
     lab_ids = label_subset(splits['train'], label_fraction, seed)
-    settings = dict(data=str(Path(data).resolve()), init=str(init), label_fraction=float(label_fraction), seed=int(seed),
-                    preset=preset, config=config_to_dict(cfg), splits_file=str(spath), labelled_ids=lab_ids,
-                    init_fingerprint=None if ipath is None else file_sha256(ipath))  # the init's identity, whatever its path
+    settings = dict(
+        data=str(Path(data).resolve()),
+        init=str(init),
+        label_fraction=float(label_fraction),
+        seed=int(seed),
+        preset=preset,
+        config=config_to_dict(cfg),
+        splits_file=str(spath),
+        labelled_ids=lab_ids,
+        init_fingerprint=None if ipath is None else file_sha256(ipath),
+    )  # the init's identity, whatever its path
     done = out/'finetune.json'
     if done.exists() and (out/'best.pt').exists():
         old = load_json(done)
@@ -431,23 +498,43 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
     torch.manual_seed(seed)
     net, minfo = build_segmentation_model(init, K, cfg.backbone, cfg.load_decoder, cfg.allow_shape_mismatch,
                                           in_channels=vrows[0]['channels'], allow_missing_keys=cfg.allow_missing_keys)
-    save_json({**settings, 'dataset_fingerprint': fp, 'finished': False}, done)  # the run's identity, before any other file
+    save_json(
+        {**settings, 'dataset_fingerprint': fp, 'finished': False}, done
+    )  # the run's identity, before any other file
     arch = architecture_fingerprint(net, cfg.patch_size)   # the network compared: comparisons refuse mixed fingerprints
     save_json(arch, out/'architecture.json')
     if minfo['load_report'] is not None:
         rep = minfo['load_report']
-        save_json(rep.to_dict(), out/'load_report.json'); atomic_write(out/'load_report.txt', lambda p: p.write_text(str(rep) + '\n'))
+        save_json(rep.to_dict(), out / 'load_report.json')
+        atomic_write(out / 'load_report.txt', lambda p: p.write_text(str(rep) + '\n'))
         if verbose: print(rep)
     save_splits(splits, out/'splits.json')
     cfg = _sidecar_preprocessing(cfg, minfo.get('sidecar'), set(overrides or {}), modality, str(minfo['init']))
     transform = preprocessing(modality, spacing=cfg.spacing, hu_range=tuple(cfg.hu_range), crop_body=cfg.crop_body)
     probs = {0: cfg.background_weight, **{k: 1.0 for k in range(1, K)}}
-    patches = PatchDataset(train_s, cfg.patch_size, cfg.samples_per_volume, probs, transform,
-                           finetune_augmentation(flip_p=cfg.flip_p) if cfg.augment else None, seed=seed, num_workers=cfg.num_workers)
+    patches = PatchDataset(
+        train_s,
+        cfg.patch_size,
+        cfg.samples_per_volume,
+        probs,
+        transform,
+        finetune_augmentation(flip_p=cfg.flip_p) if cfg.augment else None,
+        seed=seed,
+        num_workers=cfg.num_workers,
+    )
     vols = _val_volumes(val_s, transform)
-    prov = dict(method='finetune', init=str(init), init_method=(minfo['init_provenance'] or {}).get('method', 'none'),
-                init_provenance=minfo['init_provenance'], config=config_to_dict(cfg), label_fraction=float(label_fraction),
-                seed=int(seed), dataset_fingerprint=fp, dataset=info['name'], architecture=arch['hash'])
+    prov = dict(
+        method='finetune',
+        init=str(init),
+        init_method=(minfo['init_provenance'] or {}).get('method', 'none'),
+        init_provenance=minfo['init_provenance'],
+        config=config_to_dict(cfg),
+        label_fraction=float(label_fraction),
+        seed=int(seed),
+        dataset_fingerprint=fp,
+        dataset=info['name'],
+        architecture=arch['hash'],
+    )
     every = cfg.eval_every or max(min(cfg.steps, 10), cfg.steps // 4)
     tcfg = train_config(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                         schedule=cfg.schedule, warmup=cfg.warmup, device=device, num_workers=cfg.num_workers,
@@ -458,23 +545,47 @@ def finetune(data:str|Path, # dataset (anything `ssl3d.data.load_dataset` reads)
     if trainer.checkpoint_path.exists() and best_path.exists():
         state['best'] = float(load_checkpoint(best_path).get('val_dice', -math.inf))
         if math.isnan(state['best']): state['best'] = -math.inf
-    else: best_path.unlink(missing_ok=True)
+    else:
+        best_path.unlink(missing_ok=True)
     def eval_fn(model, step):
         d = _mean_dice(model.net, vols, K, cfg.patch_size, cfg.val_overlap) if vols else float('nan')
         better = not vols or d > state['best']   # no validation cases: the last pass wins
         if better:
             if vols: state['best'] = d
-            save_checkpoint(best_path, **_seg_meta(model.net, minfo, cfg, K, names, modality, step, d, splits,
-                                                   trainer.provenance, 'val_dice' if vols else 'last (no validation cases)'))
+            save_checkpoint(
+                best_path,
+                **_seg_meta(
+                    model.net,
+                    minfo,
+                    cfg,
+                    K,
+                    names,
+                    modality,
+                    step,
+                    d,
+                    splits,
+                    trainer.provenance,
+                    'val_dice' if vols else 'last (no validation cases)',
+                ),
+            )
         return {'val_dice': d, 'best': float(better)}
     trainer.eval_fn = eval_fn
     trainer.fit()
     save_checkpoint(out/'last.pt', **_seg_meta(net, minfo, cfg, K, names, modality, trainer.step, float('nan'), splits,
                                                trainer.provenance, 'last'))
     best = load_checkpoint(best_path)
-    save_json({**settings, 'dataset_fingerprint': fp, 'finished': True, 'best_val_dice': best['val_dice'], 'best_step': best['step'],
-               'architecture': arch['hash'],
-               'seconds': round(time.time() - t0, 1)}, done)
+    save_json(
+        {
+            **settings,
+            'dataset_fingerprint': fp,
+            'finished': True,
+            'best_val_dice': best['val_dice'],
+            'best_step': best['step'],
+            'architecture': arch['hash'],
+            'seconds': round(time.time() - t0, 1),
+        },
+        done,
+    )
     if verbose: print(f"fine-tuned {cfg.steps} steps on {len(lab_ids)} labelled volume(s) in {time.time() - t0:.0f} s; "
                       f"best val Dice {best['val_dice']:.3f} at step {best['step']} → {best_path}")
     return best_path
@@ -513,15 +624,25 @@ def evaluate_model(model:str|Path, # fine-tuned checkpoint (best.pt) or its run 
     check_writable(out_dir); remove_stale_tmp(Path(out_dir)/'predictions')  # left by a killed evaluation
     net, meta = load_segmentation_model(model, device=device)
     subs = _eval_subjects(data, split, meta, splits_file)
-    vrows = validate_subjects(subs, label_values=range(meta['n_classes']), label_source=f"the model {meta['path']} knows classes")
+    vrows = validate_subjects(
+        subs, label_values=range(meta['n_classes']), label_source=f"the model {meta['path']} knows classes"
+    )
     _check_channels(meta['backbone'], vrows, meta['path'], data)
     out, rows = Path(out_dir), []
     ov = meta.get('overlap', 0.5) if overlap is None else overlap
     for s in subs:
         pred = predict_volume(net, s, meta['transform'], meta['patch_size'], overlap=ov)
         lab = tio.LabelMap(s['label'].path) if s['label'].path is not None else s['label']
-        rows += segmentation_metrics(pred, lab.data.round().long(), meta['n_classes'], spacing_from_affine(s['image'].affine),
-                                     meta['class_names'], nsd_tolerance, volume=s['id'], **({} if metrics is None else dict(metrics=tuple(metrics))))
+        rows += segmentation_metrics(
+            pred,
+            lab.data.round().long(),
+            meta['n_classes'],
+            spacing_from_affine(s['image'].affine),
+            meta['class_names'],
+            nsd_tolerance,
+            volume=s['id'],
+            **({} if metrics is None else dict(metrics=tuple(metrics))),
+        )
         if save_predictions: save_prediction(pred, s['image'].affine, out/'predictions'/f"{s['id']}.nii.gz")
     write_metrics(rows, out, extra=dict(model=str(meta['path']), split=split, data=str(data), step=meta['step'],
                                         val_dice=meta['val_dice'], provenance=meta['provenance']))
@@ -574,18 +695,32 @@ def load_monai_encoder(path:str|Path # a file written by `export_encoder_monai`
 # %% ../nbs/70_finetune.ipynb 60
 def _cfg_finetune(p):
     p.add_argument('--data', required=True, help='dataset folder (MSD, images/+labels/) or CSV manifest')
-    p.add_argument('--init', default='none', help="pretrained weights: run folder, model.safetensors, final.pt, HF-style folder, hf://owner/name; or 'none' (random init)")
+    p.add_argument(
+        '--init',
+        default='none',
+        help="pretrained weights: run folder, model.safetensors, final.pt, HF-style folder, hf://owner/name; or 'none' (random init)",
+    )
     p.add_argument('--label-fraction', type=float, default=0.1, help='fraction of the training split used with labels')
     p.add_argument('--seed', type=int, default=0, help='split, subset and training seed')
     p.add_argument('--steps', type=int, default=None, help="optimizer steps (default: the preset's)")
     p.add_argument('--preset', default='cpu-small', choices=sorted(FINETUNE_PRESETS))
-    p.add_argument('--out', required=True, help='run folder (resumed when it holds the same run; another run there is refused)')
+    p.add_argument(
+        '--out', required=True, help='run folder (resumed when it holds the same run; another run there is refused)'
+    )
     p.add_argument('--device', default='auto')
-    p.add_argument('--splits', default=None, help='split file shared by compared runs (default DATA/ssl3d_splits/seed{S}.json)')
+    p.add_argument(
+        '--splits', default=None, help='split file shared by compared runs (default DATA/ssl3d_splits/seed{S}.json)'
+    )
     p.add_argument('--no-decoder', action='store_true', help="do not load the checkpoint's decoder")
     p.add_argument('--allow-shape-mismatch', action='store_true', help='skip (and report) weights whose shapes differ')
-    p.add_argument('--allow-missing-keys', action='store_true', help='fine-tune even when the checkpoint lacks expected weights (reported)')
-    p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='further FinetuneConfig fields (JSON values)')
+    p.add_argument(
+        '--allow-missing-keys',
+        action='store_true',
+        help='fine-tune even when the checkpoint lacks expected weights (reported)',
+    )
+    p.add_argument(
+        '--set', nargs='*', default=[], metavar='KEY=VALUE', help='further FinetuneConfig fields (JSON values)'
+    )
 
 def _parse_set(items) -> dict:
     "`--set KEY=VALUE` items as typed `FinetuneConfig` overrides (the parser of `ssl3d pretrain --set`)."
@@ -605,24 +740,43 @@ def _cfg_evaluate(p):
     p.add_argument('--data', required=True, help='dataset folder (MSD, images/+labels/) or CSV manifest')
     p.add_argument('--model', required=True, help='fine-tuned checkpoint (best.pt) or its run folder')
     p.add_argument('--out', required=True, help='folder for metrics.csv, metrics.json and predictions/')
-    p.add_argument('--split', default='test', choices=list(EVAL_SPLITS),
-                   help="cases: the model's split ('test', 'val', 'train'), the dataset's test list ('msd-test') or 'all' labelled")
+    p.add_argument(
+        '--split',
+        default='test',
+        choices=list(EVAL_SPLITS),
+        help="cases: the model's split ('test', 'val', 'train'), the dataset's test list ('msd-test') or 'all' labelled",
+    )
     p.add_argument('--splits', default=None, help="split file (default: the split stored in the checkpoint)")
     p.add_argument('--device', default='auto')
     p.add_argument('--overlap', type=float, default=None, help='sliding-window overlap (default 0.5)')
     p.add_argument('--no-predictions', action='store_true', help='do not write NIfTI predictions')
 
 def _run_evaluate(a):
-    evaluate_model(a.model, a.data, a.out, a.split, a.splits, a.device, a.overlap, save_predictions=not a.no_predictions)
+    evaluate_model(
+        a.model, a.data, a.out, a.split, a.splits, a.device, a.overlap, save_predictions=not a.no_predictions
+    )
     print(f"wrote {Path(a.out)/'metrics.csv'}")
     return 0
 
 def _cfg_export(p):
     p.add_argument('--model', required=True, help='pretrained final.pt or fine-tuned best.pt (or a run folder)')
-    p.add_argument('--out', default=None, help='monai: output state dict (+ .json with the network and kwargs; default encoder_monai.pt); hf: output folder')
-    p.add_argument('--format', default='monai', choices=['monai', 'hf'], help="monai: encoder for MONAI's ResNet; hf: Hugging Face-style folder (config.json, model.safetensors, README.md)")
+    p.add_argument(
+        '--out',
+        default=None,
+        help='monai: output state dict (+ .json with the network and kwargs; default encoder_monai.pt); hf: output folder',
+    )
+    p.add_argument(
+        '--format',
+        default='monai',
+        choices=['monai', 'hf'],
+        help="monai: encoder for MONAI's ResNet; hf: Hugging Face-style folder (config.json, model.safetensors, README.md)",
+    )
     p.add_argument('--licence', default='other', help='hf: licence field of the model card')
-    p.add_argument('--results', default=None, help='hf: label-efficiency results for the model card (tidy results.csv of ssl3d.experiments)')
+    p.add_argument(
+        '--results',
+        default=None,
+        help='hf: label-efficiency results for the model card (tidy results.csv of ssl3d.experiments)',
+    )
 
 def _run_export(a):
     if a.format == 'hf':
@@ -632,9 +786,26 @@ def _run_export(a):
         return 0
     p = export_encoder_monai(a.model, a.out or 'encoder_monai.pt')
     spec = load_json(p.with_suffix('.json'))
-    print(f"wrote {p} and {p.with_suffix('.json')}: load with {spec['network']}(**kwargs).load_state_dict(torch.load(...), strict=True)")
+    print(
+        f"wrote {p} and {p.with_suffix('.json')}: load with {spec['network']}(**kwargs).load_state_dict(torch.load(...), strict=True)"
+    )
     return 0
 
-register_command('finetune', 'fine-tune a segmentation network from a pretrained checkpoint (or random init)', _cfg_finetune, _run_finetune)
-register_command('evaluate', 'evaluate a fine-tuned model on a split: metrics.csv/json and NIfTI predictions', _cfg_evaluate, _run_evaluate)
-register_command('export', "export a checkpoint's encoder for MONAI's ResNet, or a Hugging Face-style model folder", _cfg_export, _run_export);
+register_command(
+    'finetune',
+    'fine-tune a segmentation network from a pretrained checkpoint (or random init)',
+    _cfg_finetune,
+    _run_finetune,
+)
+register_command(
+    'evaluate',
+    'evaluate a fine-tuned model on a split: metrics.csv/json and NIfTI predictions',
+    _cfg_evaluate,
+    _run_evaluate,
+)
+register_command(
+    'export',
+    "export a checkpoint's encoder for MONAI's ResNet, or a Hugging Face-style model folder",
+    _cfg_export,
+    _run_export,
+)

@@ -165,7 +165,11 @@ def extract_view(volume:torch.Tensor, # (C, X, Y, Z) source volume, shape must e
                          f"(C, *source_shape) with source_shape={geom.source_shape}")
     if mode not in ('bilinear', 'nearest'): raise Ssl3dError(f"extract_view mode={mode!r}: 'bilinear' or 'nearest'")
     x = volume if volume.is_floating_point() else volume.double()
-    pad = x.flatten(1).amin(1) if pad_value == 'min' else torch.full((x.shape[0],), float(pad_value), dtype=x.dtype, device=x.device)
+    pad = (
+        x.flatten(1).amin(1)
+        if pad_value == 'min'
+        else torch.full((x.shape[0],), float(pad_value), dtype=x.dtype, device=x.device)
+    )
     pad = pad.view(-1, 1, 1, 1)
     grid = _grid(geom, x.device, x.dtype)[None]
     out = F.grid_sample((x - pad)[None], grid, mode=mode, padding_mode='zeros', align_corners=False)[0] + pad
@@ -176,7 +180,8 @@ def from_tensor(t:torch.Tensor # (21,) from `ViewGeometry.to_tensor`, or a stack
                )->ViewGeometry|list: # one geometry, or a list for a batch
     "Unpack geometries packed by `ViewGeometry.to_tensor` (one or a batch)."
     t = torch.as_tensor(t)
-    if t.shape[-1] != 21 or t.ndim not in (1, 2): raise Ssl3dError(f"from_tensor: expected (21,) or (B, 21), got {tuple(t.shape)}")
+    if t.shape[-1] != 21 or t.ndim not in (1, 2):
+        raise Ssl3dError(f"from_tensor: expected (21,) or (B, 21), got {tuple(t.shape)}")
     if t.ndim == 2: return [from_tensor(r) for r in t]
     v = t.double().tolist()
     return ViewGeometry(source_shape=[round(x) for x in v[0:3]], source_spacing=v[3:6], box_start=v[6:9],
@@ -249,7 +254,8 @@ def sample_view(source_shape, # V = (X, Y, Z) of the source volume
     "Draw one view: crop (optionally scaled) inside `region`, flips and rot90 by the chosen policy."
     V, S = _triplet(source_shape, 'source_shape', int), _triplet(out_size, 'out_size', int)
     r = np.array([0, 0, 0, *V], float) if region is None else np.asarray(region, float)
-    if r.shape != (6,) or np.any(r[3:] <= r[:3]): raise Ssl3dError(f"region={region!r}: expected (x0, y0, z0, x1, y1, z1) with x1 > x0")
+    if r.shape != (6,) or np.any(r[3:] <= r[:3]):
+        raise Ssl3dError(f"region={region!r}: expected (x0, y0, z0, x1, y1, z1) with x1 > x0")
     if flip_policy not in (None, 'mg', 'axis'): raise Ssl3dError(f"flip_policy={flip_policy!r}: None, 'mg' or 'axis'")
     if scale_range is not None and not 0 < scale_range[0] <= scale_range[1]:
         raise Ssl3dError(f"scale_range={scale_range!r}: need 0 < lo <= hi")
@@ -258,8 +264,8 @@ def sample_view(source_shape, # V = (X, Y, Z) of the source volume
         s = 1.0 if scale_range is None else float(rng.uniform(*scale_range))
         l = [S[i] * s for i in range(3)]
         a = [_place(r[i], r[3 + i], l[i], rng) for i in range(3)]
-        if flip_policy == 'mg': f = mg_flip(rng, fp)
-        elif flip_policy == 'axis': f = tuple(bool(rng.random() < fp) for _ in range(3))
+        if flip_policy == 'mg':f = mg_flip(rng, fp)
+        elif flip_policy == 'axis':f = tuple(bool(rng.random() < fp) for _ in range(3))
         else: f = (False,) * 3
         g = ViewGeometry(V, source_spacing, a, l, S, f, _rot(rng, S, rot_p), source_id)
         if body_fraction is None or body_fraction(g) >= min_body_fraction: break

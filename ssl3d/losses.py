@@ -52,7 +52,9 @@ def bfr_loss(recon_logits:torch.Tensor, # (B, 2C, X, Y, Z) logits: voxel reconst
     C = clean.shape[1] if clean.ndim >= 2 else 0
     if clean.ndim < 3 or recon_logits.shape[1] not in (C, 2 * C) or recon_logits.shape[2:] != clean.shape[2:] \
        or recon_logits.shape[0] != clean.shape[0]:
-        raise Ssl3dError(f"bfr_loss: recon_logits {tuple(recon_logits.shape)} must be (B, 2C, ...) for clean {tuple(clean.shape)}")
+        raise Ssl3dError(
+            f"bfr_loss: recon_logits {tuple(recon_logits.shape)} must be (B, 2C, ...) for clean {tuple(clean.shape)}"
+        )
     voxel = (clean.to(recon_logits.dtype) - recon_logits[:, :C].sigmoid()).abs().mean()
     if edges is None:
         if alpha != 0: raise Ssl3dError(f"bfr_loss: edges=None needs alpha=0, got alpha={alpha}")
@@ -60,7 +62,9 @@ def bfr_loss(recon_logits:torch.Tensor, # (B, 2C, X, Y, Z) logits: voxel reconst
     else:
         _same_shape('bfr_loss', clean=clean, edges=edges)
         if recon_logits.shape[1] != 2 * C:
-            raise Ssl3dError(f"bfr_loss: recon_logits {tuple(recon_logits.shape)} needs 2C = {2 * C} channels for the edge term")
+            raise Ssl3dError(
+                f"bfr_loss: recon_logits {tuple(recon_logits.shape)} needs 2C = {2 * C} channels for the edge term"
+            )
         boundary = (edges.to(recon_logits.dtype) - recon_logits[:, C:].sigmoid()).abs().mean()
     return dict(total=voxel + alpha * boundary, voxel=voxel, boundary=boundary)
 
@@ -78,13 +82,17 @@ def vectorpose_loss(vp_logits:torch.Tensor|None, # (B, n, 3) VP logits; None onl
     if ref is None: raise Ssl3dError("vectorpose_loss: both vp_logits and recon_logits are None")
     zero = ref.new_zeros(())
     if lam < 1:
-        if vp_logits is None or vp_target is None: raise Ssl3dError(f"vectorpose_loss: lam={lam} < 1 needs vp_logits and vp_target")
+        if vp_logits is None or vp_target is None:
+            raise Ssl3dError(f"vectorpose_loss: lam={lam} < 1 needs vp_logits and vp_target")
         vp = vp_loss(vp_logits, vp_target)
-    else: vp = zero
+    else:
+        vp = zero
     if lam > 0:
-        if recon_logits is None or clean is None: raise Ssl3dError(f"vectorpose_loss: lam={lam} > 0 needs recon_logits and clean")
+        if recon_logits is None or clean is None:
+            raise Ssl3dError(f"vectorpose_loss: lam={lam} > 0 needs recon_logits and clean")
         b = bfr_loss(recon_logits, clean, edges, alpha)
-    else: b = dict(total=zero, voxel=zero, boundary=zero)
+    else:
+        b = dict(total=zero, voxel=zero, boundary=zero)
     return dict(loss=lam * b['total'] + (1 - lam) * vp, vp=vp, bfr=b['total'], voxel=b['voxel'], boundary=b['boundary'])
 
 class VectorPOSELoss(nn.Module):
@@ -119,7 +127,9 @@ def _monai_dice_ce(include_background, batch, dice_weight, ce_weight, smooth):
 def _check_seg(where, logits, target):
     if logits.ndim < 3 or target.ndim != logits.ndim or target.shape[1] != 1 or target.shape[0] != logits.shape[0] \
        or target.shape[2:] != logits.shape[2:]:
-        raise Ssl3dError(f"{where}: logits {tuple(logits.shape)} must be (B, K, ...) and target {tuple(target.shape)} (B, 1, ...)")
+        raise Ssl3dError(
+            f"{where}: logits {tuple(logits.shape)} must be (B, K, ...) and target {tuple(target.shape)} (B, 1, ...)"
+        )
     if target.is_floating_point(): raise Ssl3dError(f"{where}: target must be an integer label map, got {target.dtype}")
     lo, hi = int(target.min()), int(target.max())
     if lo < 0 or hi >= logits.shape[1]:
@@ -136,8 +146,11 @@ def dice_ce_loss(logits:torch.Tensor, # (B, K, X, Y, Z) class logits
     "Soft Dice (softmax, one-hot target) + cross-entropy via MONAI `DiceCELoss`."
     _check_seg('dice_ce_loss', logits, target)
     if logits.shape[1] < 2: raise Ssl3dError(f"dice_ce_loss: needs K >= 2 classes, got logits {tuple(logits.shape)}")
-    if dice_weight < 0 or ce_weight < 0: raise Ssl3dError(f"dice_weight={dice_weight}, ce_weight={ce_weight}: must be >= 0")
-    return _monai_dice_ce(include_background, batch, float(dice_weight), float(ce_weight), float(smooth))(logits, target)
+    if dice_weight < 0 or ce_weight < 0:
+        raise Ssl3dError(f"dice_weight={dice_weight}, ce_weight={ce_weight}: must be >= 0")
+    return _monai_dice_ce(include_background, batch, float(dice_weight), float(ce_weight), float(smooth))(
+        logits, target
+    )
 
 def soft_dice_score(probs:torch.Tensor, # (B, K, ...) class probabilities
                     target:torch.Tensor, # (B, 1, ...) integer labels or (B, K, ...) one-hot
@@ -185,7 +198,8 @@ def local_consistency_loss(p1:torch.Tensor, # (B, C, X, Y, Z) aligned online pre
                           ) -> torch.Tensor: # scalar in [0, 8]
     "PGL symmetric local consistency loss, eq. 8–9: voxel-wise squared distance of L2-normalised features."
     for n, x in dict(p1=p1, z2=z2, p2=p2, z1=z1).items():
-        if x.ndim != 5: raise Ssl3dError(f"local_consistency_loss: {n} must be (B, C, X, Y, Z), got shape {tuple(x.shape)}")
+        if x.ndim != 5:
+            raise Ssl3dError(f"local_consistency_loss: {n} must be (B, C, X, Y, Z), got shape {tuple(x.shape)}")
     _same_shape('local_consistency_loss', p1=p1, z2=z2, p2=p2, z1=z1)
     def one(p, z):  # eq. 8; sum over channels, mean over N·H·W·D
         return (F.normalize(p, dim=1) - F.normalize(z.detach().to(p.dtype), dim=1)).pow(2).sum(1).mean()

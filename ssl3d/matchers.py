@@ -107,7 +107,12 @@ class NCCMatcher(Matcher):
                  down:int=4, # average-pooling factor before correlating
                 ):
         if step < 1 or down < 1: raise Ssl3dError(f"NCCMatcher: step={step} and down={down} must be >= 1")
-        self.base, self.radius, self.step, self.down = base or BBoxMatcher(), tuple(int(r) for r in radius), int(step), int(down)
+        self.base, self.radius, self.step, self.down = (
+            base or BBoxMatcher(),
+            tuple(int(r) for r in radius),
+            int(step),
+            int(down),
+        )
         self._pooled = {}
 
     def pooled(self, vol:torch.Tensor)->torch.Tensor:
@@ -129,13 +134,15 @@ class NCCMatcher(Matcher):
         c0 = self.base.match(vol_a, vol_b, centre_a, crop_size)
         pa, pb = self.pooled(vol_a), self.pooled(vol_b)
         n = np.maximum(1, np.round(s / d)).astype(int)                   # pooled crop size
-        def start(c, shape): return np.clip(np.round((c - s / 2) / d).astype(int), 0, np.maximum(0, np.asarray(shape) - n))
+        def start(c, shape):
+            return np.clip(np.round((c - s / 2) / d).astype(int), 0, np.maximum(0, np.asarray(shape) - n))
+
         sa = start(clamp_centre(centre_a, s, vol_a.shape[-3:]), pa.shape)
         qa = pa[sa[0]:sa[0] + n[0], sa[1]:sa[1] + n[1], sa[2]:sa[2] + n[2]]
         cands = np.stack([clamp_centre(c0 + o, s, vol_b.shape[-3:]) for o in self.offsets()])
         starts = np.stack([start(c, pb.shape) for c in cands])
         if qa.shape != tuple(n) or any(pb.shape[i] < n[i] for i in range(3)): return c0   # crop larger than a volume
-        win = pb.unfold(0, n[0], 1).unfold(1, n[1], 1).unfold(2, n[2], 1)                 # (.., .., .., n0, n1, n2) view
+        win = pb.unfold(0, n[0], 1).unfold(1, n[1], 1).unfold(2, n[2], 1)  # (.., .., .., n0, n1, n2) view
         idx = torch.as_tensor(starts)
         pats = win[idx[:, 0], idx[:, 1], idx[:, 2]].reshape(len(starts), -1)
         score = ncc(qa.reshape(1, -1), pats)

@@ -157,7 +157,9 @@ def monai_resnet_kwargs(encoder:ResNetEncoder # encoder to describe
                        )->dict: # keyword arguments for `monai.networks.nets.resnet{depth}`
     "Arguments that build the MONAI ResNet equivalent to `encoder`; raises if the layout has no MONAI equivalent."
     if [tuple(s) for s in encoder.strides] != [(1, 1, 1)] + [(2, 2, 2)] * 3:
-        raise Ssl3dError(f"encoder stage strides {encoder.strides} cannot be exported: MONAI's ResNet uses (1, 2, 2, 2)")
+        raise Ssl3dError(
+            f"encoder stage strides {encoder.strides} cannot be exported: MONAI's ResNet uses (1, 2, 2, 2)"
+        )
     wf = encoder.base_width / 64
     if int(64 * wf) != encoder.base_width:
         raise Ssl3dError(f"base_width={encoder.base_width} has no exact MONAI widen_factor")
@@ -172,7 +174,9 @@ def encoder_to_monai(encoder:ResNetEncoder # trained encoder
     return {k: v.detach().clone() for k, v in encoder.state_dict().items()}
 
 # %% ../nbs/40_models.ipynb 23
-def _conv3(i, o): return nn.Sequential(nn.Conv3d(i, o, 3, padding=1, bias=False), nn.BatchNorm3d(o), nn.ReLU(inplace=True))
+def _conv3(i, o):
+    return nn.Sequential(nn.Conv3d(i, o, 3, padding=1, bias=False), nn.BatchNorm3d(o), nn.ReLU(inplace=True))
+
 
 def _up(x, size):
     size = tuple(int(s) for s in size)
@@ -251,12 +255,16 @@ class VPHead(nn.Module):
 class MLPHead(nn.Sequential):
     "Linear(d, h)-BN1d-ReLU-Linear(h, o): BYOL / MoCo v2 projector and predictor (vectors (B, d))."
     def __init__(self, in_dim:int, hidden:int=4096, out_dim:int=256):
-        super().__init__(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
+        super().__init__(
+            nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
+        )
 
 class ConvMLPHead(nn.Sequential):
     "Conv1(d, h)-BN3d-ReLU-Conv1(h, o), no pooling: PGL's dense projector and predictor (maps (B, d, X, Y, Z))."
     def __init__(self, in_ch:int, hidden:int=4096, out_ch:int=256):
-        super().__init__(nn.Conv3d(in_ch, hidden, 1), nn.BatchNorm3d(hidden), nn.ReLU(inplace=True), nn.Conv3d(hidden, out_ch, 1))
+        super().__init__(
+            nn.Conv3d(in_ch, hidden, 1), nn.BatchNorm3d(hidden), nn.ReLU(inplace=True), nn.Conv3d(hidden, out_ch, 1)
+        )
 
 # %% ../nbs/40_models.ipynb 31
 BACKBONE_PRESETS = {'tiny': dict(depth=18, base_width=8), 'cpu-small': dict(depth=18, base_width=16),
@@ -264,16 +272,18 @@ BACKBONE_PRESETS = {'tiny': dict(depth=18, base_width=8), 'cpu-small': dict(dept
 ENCODER_LAYOUTS = {'standard': dict(stem_stride=2, max_pool=True, strides=(1, 2, 2, 2)),
                    'pgl': dict(stem_stride=(2, 2, 1), max_pool=False, strides=(1, 2, 2, 2))}
 
-def build_backbone(depth:int|None=None, # ResNet depth (None: from the preset)
-                   in_channels:int=1, # input channels
-                   base_width:int|None=None, # encoder base width (None: from the preset)
-                   preset:str='paper', # width preset: 'tiny', 'cpu-small' or 'paper'
-                   layout:str='standard', # stride layout: 'standard' (/32) or 'pgl' ((16, 16, 8))
-                   decoder_widths:tuple|None=None, # decoder widths (None: `scaled_decoder_widths(base_width)`)
-                   out_channels:int|None=None, # decoder output channels (None: 16; a transformer preset's own width)
-                   arch:str='resnet', # architecture: 'resnet' or a registered one ('vit', 'swin' from ssl3d.transformers)
-                   **encoder_kw, # further `ResNetEncoder` arguments (override the layout), or the architecture's kwargs
-                  )->tuple: # (encoder, decoder): the encoder returns a list of feature maps the decoder takes
+
+def build_backbone(
+    depth: int | None = None,  # ResNet depth (None: from the preset)
+    in_channels: int = 1,  # input channels
+    base_width: int | None = None,  # encoder base width (None: from the preset)
+    preset: str = 'paper',  # width preset: 'tiny', 'cpu-small' or 'paper'
+    layout: str = 'standard',  # stride layout: 'standard' (/32) or 'pgl' ((16, 16, 8))
+    decoder_widths: tuple | None = None,  # decoder widths (None: `scaled_decoder_widths(base_width)`)
+    out_channels: int | None = None,  # decoder output channels (None: 16; a transformer preset's own width)
+    arch: str = 'resnet',  # architecture: 'resnet' or a registered one ('vit', 'swin' from ssl3d.transformers)
+    **encoder_kw,  # further `ResNetEncoder` arguments (override the layout), or the architecture's kwargs
+) -> tuple:  # (encoder, decoder): the encoder returns a list of feature maps the decoder takes
     "Build the encoder and the matching decoder from a preset (ResNet + light decoder unless `arch` names another)."
     if str(arch).lower() != 'resnet': return _build_registered(arch, depth, in_channels, base_width, preset, layout,
                                                                decoder_widths, out_channels, encoder_kw)
@@ -284,10 +294,13 @@ def build_backbone(depth:int|None=None, # ResNet depth (None: from the preset)
     p = BACKBONE_PRESETS[preset]
     depth = p['depth'] if depth is None else depth
     base_width = p['base_width'] if base_width is None else base_width
-    enc = ResNetEncoder(depth=depth, in_channels=in_channels, base_width=base_width, **{**ENCODER_LAYOUTS[layout], **encoder_kw})
+    enc = ResNetEncoder(
+        depth=depth, in_channels=in_channels, base_width=base_width, **{**ENCODER_LAYOUTS[layout], **encoder_kw}
+    )
     dec = LightDecoder(enc.out_channels, decoder_widths or scaled_decoder_widths(base_width), out_channels,
                        stem_stride=enc.feature_strides[0])
     return enc, dec
+
 
 BACKBONE_ARCHS = Registry('backbone architecture')
 LAZY_ARCH_MODULES = {'vit': 'ssl3d.transformers', 'swin': 'ssl3d.transformers'}  # imported on first use
@@ -301,9 +314,17 @@ def _build_registered(arch, depth, in_channels, base_width, preset, layout, deco
     arch = str(arch).lower()
     if arch not in BACKBONE_ARCHS and arch in LAZY_ARCH_MODULES:
         importlib.import_module(LAZY_ARCH_MODULES[arch])  # lazily: models.py must not import the modules built on it
-    resnet_only = dict(depth=depth, base_width=base_width, decoder_widths=decoder_widths, layout=None if layout == 'standard' else layout)
+    resnet_only = dict(
+        depth=depth,
+        base_width=base_width,
+        decoder_widths=decoder_widths,
+        layout=None if layout == 'standard' else layout,
+    )
     bad = sorted(k for k, v in resnet_only.items() if v is not None)
-    if bad: raise Ssl3dError(f"build_backbone(arch={arch!r}): {bad} are ResNet arguments; pass the architecture's own kwargs")
+    if bad:
+        raise Ssl3dError(
+            f"build_backbone(arch={arch!r}): {bad} are ResNet arguments; pass the architecture's own kwargs"
+        )
     return BACKBONE_ARCHS.get(arch)(preset=preset, in_channels=in_channels, out_channels=out_channels, **kw)
 
 # %% ../nbs/40_models.ipynb 37

@@ -41,7 +41,9 @@ def roi_align3d(feat:torch.Tensor, # (N, C, X, Y, Z) feature maps
     out = (out_size,) * 3 if isinstance(out_size, int) else tuple(int(o) for o in out_size)
     s = int(sampling_ratio)
     if len(out) != 3 or min(out) < 1 or s < 1:
-        raise Ssl3dError(f"roi_align3d: out_size={out_size} needs 3 positive sizes and sampling_ratio={sampling_ratio} >= 1")
+        raise Ssl3dError(
+            f"roi_align3d: out_size={out_size} needs 3 positive sizes and sampling_ratio={sampling_ratio} >= 1"
+        )
     if padding_mode not in ('border', 'zeros'):
         raise Ssl3dError(f"roi_align3d: padding_mode={padding_mode!r}; use 'border' or 'zeros'")
     grid = _box_grid(boxes.to(feat.dtype), feat.shape[2:], [o * s for o in out])
@@ -76,7 +78,9 @@ def unpatchify3d(tokens:torch.Tensor, # (B, N, px·py·pz·C) tokens from `patch
     X, Y, Z = size; nx, ny, nz = X // px, Y // py, Z // pz
     B, N, D = tokens.shape
     if N != nx * ny * nz or D % (px * py * pz):
-        raise Ssl3dError(f"unpatchify3d: tokens {tuple(tokens.shape)} do not match size={tuple(size)} with patch {(px, py, pz)}")
+        raise Ssl3dError(
+            f"unpatchify3d: tokens {tuple(tokens.shape)} do not match size={tuple(size)} with patch {(px, py, pz)}"
+        )
     C = D // (px * py * pz)
     t = tokens.reshape(B, nx, ny, nz, px, py, pz, C).permute(0, 7, 1, 4, 2, 5, 3, 6)
     return t.reshape(B, C, X, Y, Z)

@@ -70,7 +70,9 @@ class _Tube(_Shape):
             a, b = p[k], p[k+1]; ab = b - a; L2 = float(ab @ ab) + 1e-9
             d = [Q[i] - np.float32(a[i]) for i in range(3)]
             t = np.clip((d[0]*ab[0] + d[1]*ab[1] + d[2]*ab[2]) / L2, 0, 1).astype(np.float32)
-            dist = np.sqrt((d[0]-t*ab[0])**2 + (d[1]-t*ab[1])**2 + (d[2]-t*ab[2])**2) - (self.r[k] + t*(self.r[k+1]-self.r[k]))
+            dist = np.sqrt((d[0] - t * ab[0]) ** 2 + (d[1] - t * ab[1]) ** 2 + (d[2] - t * ab[2]) ** 2) - (
+                self.r[k] + t * (self.r[k + 1] - self.r[k])
+            )
             best = dist if best is None else np.minimum(best, dist)
         return best
 
@@ -117,7 +119,9 @@ def _smooth_field(rng, shape, spacing, step_mm, channels=1):
 
 def _up(a, size):
     "Trilinear upsampling of a 3D numpy block (corner-aligned)."
-    return F.interpolate(torch.from_numpy(np.ascontiguousarray(a))[None, None], size=size, mode='trilinear', align_corners=True)[0, 0].numpy()
+    return F.interpolate(
+        torch.from_numpy(np.ascontiguousarray(a))[None, None], size=size, mode='trilinear', align_corners=True
+    )[0, 0].numpy()
 
 # %% ../nbs/02_phantoms.ipynb 13
 class _Canvas:
@@ -191,11 +195,33 @@ _HEART_HU = dict(  # ANATOMY.md §1, cardiac CTA table; one arterial phase
     bone=dict(cta=(160, 260)), cortical=dict(cta=(700, 1000)), disc=dict(cta=(70, 100)), csf=dict(cta=(0, 15)),
     esophagus=dict(cta=(35, 60)))
 _MR = dict(  # T1-weighted, contrast-enhanced, arbitrary units ⚑ (no ANATOMY source; relative order only)
-    air=(0, 0), fat=(0.85, 1.0), muscle=(0.3, 0.38), liver=(0.5, 0.6), spleen=(0.42, 0.5), kidney=(0.55, 0.7),
-    kidney_medulla=(0.45, 0.6), pancreas=(0.55, 0.65), adrenal=(0.4, 0.5), gallbladder=(0.1, 0.2),
-    esophagus=(0.35, 0.45), stomach=(0.45, 0.55), stomach_content=(0.1, 0.2), aorta=(0.7, 0.9), ivc=(0.6, 0.8),
-    portal_vein=(0.7, 0.85), bowel=(0.35, 0.5), bone=(0.55, 0.7), cortical=(0.03, 0.08), disc=(0.2, 0.3),
-    csf=(0.1, 0.15), lesion=(0.25, 0.35), lung=(0.03, 0.06), blood=(0.7, 0.9), myocardium=(0.3, 0.4), abdomen=(0.45, 0.55))
+    air=(0, 0),
+    fat=(0.85, 1.0),
+    muscle=(0.3, 0.38),
+    liver=(0.5, 0.6),
+    spleen=(0.42, 0.5),
+    kidney=(0.55, 0.7),
+    kidney_medulla=(0.45, 0.6),
+    pancreas=(0.55, 0.65),
+    adrenal=(0.4, 0.5),
+    gallbladder=(0.1, 0.2),
+    esophagus=(0.35, 0.45),
+    stomach=(0.45, 0.55),
+    stomach_content=(0.1, 0.2),
+    aorta=(0.7, 0.9),
+    ivc=(0.6, 0.8),
+    portal_vein=(0.7, 0.85),
+    bowel=(0.35, 0.5),
+    bone=(0.55, 0.7),
+    cortical=(0.03, 0.08),
+    disc=(0.2, 0.3),
+    csf=(0.1, 0.15),
+    lesion=(0.25, 0.35),
+    lung=(0.03, 0.06),
+    blood=(0.7, 0.9),
+    myocardium=(0.3, 0.4),
+    abdomen=(0.45, 0.55),
+)
 _TEX = dict(liver=8, spleen=8, kidney=8, pancreas=10, fat=10, muscle=6, bowel=10, stomach=5, lung=25, myocardium=8,
             blood=10, bone=25, abdomen=10)  # HU amplitude of the smooth in-organ texture
 
@@ -237,7 +263,10 @@ def _spine(y0, z_off, top=1e4):
         frac = ((P[2] - z_off) / level) % 1.0
         out = np.where(d > -2.5, np.float32(v['cortical']), np.float32(v['bone']) + 20 * v['_u'] * P[3])
         return np.where(frac > 0.78, np.float32(v['disc']), out).astype(np.float32)
-    def spinous(P, d, v): return np.where(((P[2] - z_off) / level) % 1.0 < 0.55, np.float32(v['cortical'] * 0.6), np.float32(v['muscle']))
+
+    def spinous(P, d, v):
+        return np.where(((P[2] - z_off) / level) % 1.0 < 0.55, np.float32(v['cortical'] * 0.6), np.float32(v['muscle']))
+
     cap = _Half((0, 0, 1), (0, 0, top))
     return [_Paint(_Ell((0, y0, 0), (22, 16, 1e4)) & cap, body_val),
             _Paint(_Ell((0, y0 - 30, 0), (15, 13, 1e4)) & cap, 'cortical'),
@@ -247,7 +276,8 @@ def _spine(y0, z_off, top=1e4):
 class _Ribs(_Shape):
     "Rib cage: a thin elliptic shell inside the body wall, cut into obliquely descending bands every `period` mm."
     def __init__(self, A, B, z_lo, z_hi, period=32., y_gap=0.35):
-        self.ell = _Ell((0, 0, 0), (A, B, 1e4)); self.z_lo, self.z_hi, self.T, self.B, self.gap = z_lo, z_hi, period, B, y_gap
+        self.ell = _Ell((0, 0, 0), (A, B, 1e4))
+        self.z_lo, self.z_hi, self.T, self.B, self.gap = z_lo, z_hi, period, B, y_gap
         self.lo, self.hi = np.array([-A - 6, -B - 6, z_lo - 5]), np.array([A + 6, B + 6, z_hi + 5])
     def sdf(self, P):
         shell = np.abs(self.ell.sdf(P)) - 5
@@ -265,17 +295,22 @@ def _abdomen(rng, lesions):
     ops = [_Paint(outer, 'fat'), _Paint(muscle, 'muscle'), _Paint(cavity, 'fat')]
     def bowel(P, d, v):
         mix = np.clip((P[4] - 0.1) * 3, 0, 1); gas = np.clip((P[5] - 1.4) * 3, 0, 1) * mix
-        out = v['fat'] + mix * (v['bowel'] + 10 * v['_u'] * P[3] - v['fat']); return (out + gas * (v['air'] - out)).astype(np.float32)
+        out = v['fat'] + mix * (v['bowel'] + 10 * v['_u'] * P[3] - v['fat'])
+        return (out + gas * (v['air'] - out)).astype(np.float32)
     ops.append(_Paint(cavity & _Half((0, 0, 1), (0, 0, 10)) & _Half((0, -1, 0), (0, -40, 0)), bowel))
     for sx in (1, -1):  # paraspinal muscles and psoas
         ops.append(_Paint(_Ell((sx * 38, -98, 0), (28, 24, 1e4)), 'muscle'))
-        ops.append(_Paint(_Tube([(sx * 22, -52, 20), (sx * 38, -45, -60), (sx * 55, -35, -150)], [5, 16, 22]), 'muscle'))
+        ops.append(
+            _Paint(_Tube([(sx * 22, -52, 20), (sx * 38, -45, -60), (sx * 55, -35, -150)], [5, 16, 22]), 'muscle')
+        )
     ops += [_Paint(_Ribs(A - fat - 6, B - fat - 6, -20, 200), 'cortical')]
     ops += _spine(-55, rng.uniform(0, 35))
     L = {n: i + 1 for i, n in enumerate(ABDOMEN_LABELS)}
     # liver: right lobe cut on its visceral (inferomedial) side, plus a left lobe crossing the midline
-    liver = (_Ell(_jit(rng, (72, 5, 60)), _size(rng, (72, 80, 78)), _ang(rng, 0, 0, 10)) & _Half((-0.45, -0.2, -0.85), (40, 0, 5))) \
-        | (_Ell(_jit(rng, (0, 40, 80)), _size(rng, (65, 38, 32)), _ang(rng, 0, -15, -10)))
+    liver = (
+        _Ell(_jit(rng, (72, 5, 60)), _size(rng, (72, 80, 78)), _ang(rng, 0, 0, 10))
+        & _Half((-0.45, -0.2, -0.85), (40, 0, 5))
+    ) | (_Ell(_jit(rng, (0, 40, 80)), _size(rng, (65, 38, 32)), _ang(rng, 0, -15, -10)))
     spleen = _Ell(_jit(rng, (-100, -45, 75)), _size(rng, (24, 52, 42)), _ang(rng, -25, 0, -35)) \
         - _Ell(_jit(rng, (-65, -30, 75), 2), (22, 30, 30))
     stomach = _Ell(_jit(rng, (-60, 15, 85)), _size(rng, (42, 42, 48)), _ang(rng, 0, 20, 0)) \
@@ -284,38 +319,67 @@ def _abdomen(rng, lesions):
     def stomach_val(P, d, v):
         inner = np.where(P[1] > gas_y, np.float32(v['air']), np.float32(v['stomach_content']))
         return np.where(d > -4, np.float32(v['stomach']), inner).astype(np.float32)
-    ops += [_Paint(liver, 'liver', L['liver']), _Paint(spleen, 'spleen', L['spleen']), _Paint(stomach, stomach_val, L['stomach'])]
+    ops += [
+        _Paint(liver, 'liver', L['liver']),
+        _Paint(spleen, 'spleen', L['spleen']),
+        _Paint(stomach, stomach_val, L['stomach']),
+    ]
+
     # pancreas: head in the duodenal loop, body over the aorta, tail to the splenic hilum
     pan = _Tube([_jit(rng, (38, 10, -30), 3), (8, 28, -5), (-30, 18, 5), _jit(rng, (-78, -18, 22), 4)],
                 np.array([16, 11, 10, 9]) * rng.uniform(0.85, 1.15), n=10)
     ops.append(_Paint(pan, 'pancreas', L['pancreas']))
     gb = _Ell(_jit(rng, (58, 48, 8)), _size(rng, (13, 15, 33)), _ang(rng, 35, 0, 20))
     ops.append(_Paint(gb, 'gallbladder', L['gallbladder']))
-    def kidney_val(P, d, v): return np.where(d > -6, np.float32(v['kidney']), np.float32(v['kidney_medulla'])) + 8 * v['_u'] * P[3]
+    def kidney_val(P, d, v):
+        return np.where(d > -6, np.float32(v['kidney']), np.float32(v['kidney_medulla'])) + 8 * v['_u'] * P[3]
+
     for side, c, name in ((1, (72, -55, -25), 'right_kidney'), (-1, (72, -55, -5), 'left_kidney')):
         cc = _jit(rng, _mirror(c) if side < 0 else c); a = _size(rng, (26, 23, 55))
         R = _ang(rng, -15, side * 15, side * 30)
         kid = _Ell(cc, a, R) - _Ell(cc + R @ np.array([-side * 22, 4, 0]), a * [0.5, 0.45, 0.45], R)
         ops.append(_Paint(kid, kidney_val, L[name]))
-        ops.append(_Paint(_Ell(cc + R @ np.array([-side * 20, 4, 0]), a * [0.4, 0.35, 0.4], R), 'fat'))  # renal sinus fat
+        ops.append(
+            _Paint(_Ell(cc + R @ np.array([-side * 20, 4, 0]), a * [0.4, 0.35, 0.4], R), 'fat')
+        )  # renal sinus fat
     # vessels: aorta (+ unlabelled iliacs), IVC (flat oval), portal + splenic vein
-    aorta = _Tube([(-8, -27, 240), _jit(rng, (-8, -27, 100), 2), _jit(rng, (-10, -26, 0), 2), (-8, -26, -105)], [12, 11.5, 10, 8.5], n=8)
-    iliac = _Tube([(-8, -26, -100), (20, -24, -160), (45, -20, -230)], 6.5) | _Tube([(-8, -26, -100), (-35, -24, -160), (-60, -20, -230)], 6.5)
-    ivc = _Tube([(18, -20, -150), _jit(rng, (22, -24, -40), 2), _jit(rng, (26, -18, 60), 2), (22, -5, 200)], 13, squash=(1, 1.6, 1), n=8)
+    aorta = _Tube(
+        [(-8, -27, 240), _jit(rng, (-8, -27, 100), 2), _jit(rng, (-10, -26, 0), 2), (-8, -26, -105)],
+        [12, 11.5, 10, 8.5],
+        n=8,
+    )
+    iliac = _Tube([(-8, -26, -100), (20, -24, -160), (45, -20, -230)], 6.5) | _Tube(
+        [(-8, -26, -100), (-35, -24, -160), (-60, -20, -230)], 6.5
+    )
+    ivc = _Tube(
+        [(18, -20, -150), _jit(rng, (22, -24, -40), 2), _jit(rng, (26, -18, 60), 2), (22, -5, 200)],
+        13,
+        squash=(1, 1.6, 1),
+        n=8,
+    )
     pv = _Tube([(4, 5, -8), _jit(rng, (25, 8, 15), 2), _jit(rng, (48, 10, 40), 3)], 7) \
         | _Tube([(4, 5, -8), (-30, -2, 0), _jit(rng, (-60, -12, 12), 3), _jit(rng, (-82, -25, 30), 3)], 4.5, n=8)
     ops += [_Paint(ivc, 'ivc', L['inferior_vena_cava']), _Paint(iliac, 'aorta'), _Paint(aorta, 'aorta', L['aorta']),
             _Paint(pv, 'portal_vein', L['portal_splenic_vein'])]
     for side, c, name in ((1, (40, -38, 35), 'right_adrenal'), (-1, (42, -32, 42), 'left_adrenal')):
         cc = _jit(rng, _mirror(c) if side < 0 else c, 3); a = _size(rng, (4, 11, 17))
-        adr = _Ell(cc, a, _ang(rng, 0, side * 25, side * 20, 3)) | _Ell(cc + [side * 4, -6, -2], a * [1, 0.8, 0.9], _ang(rng, 0, -side * 20, side * 60, 3))
+        adr = _Ell(cc, a, _ang(rng, 0, side * 25, side * 20, 3)) | _Ell(
+            cc + [side * 4, -6, -2], a * [1, 0.8, 0.9], _ang(rng, 0, -side * 20, side * 60, 3)
+        )
+
         ops.append(_Paint(adr, 'adrenal', L[name]))
     eso_air = rng.random() < 0.5
-    def eso_val(P, d, v): return np.where(eso_air & (d < -6), np.float32(v['air']), np.float32(v['esophagus'])).astype(np.float32)
+    def eso_val(P, d, v):
+        return np.where(eso_air & (d < -6), np.float32(v['air']), np.float32(v['esophagus'])).astype(np.float32)
+
     eso = _Tube([(-4, -18, 240), _jit(rng, (-10, -5, 150), 2), (-22, 5, 100), (-40, 12, 85)], [9, 9, 9.5, 11], n=8)
     ops.append(_Paint(eso, eso_val, L['esophagus']))
-    if lesions: ops += _lesions(rng, [(liver, 'liver', (50, 10, 70), 40), (_Ell((72, -55, -25), (20, 18, 45)), 'kidney', (72, -55, -25), 15)],
-                                L['lesion'] if 'lesion' in L else len(ABDOMEN_LABELS) + 1)
+    if lesions:
+        ops += _lesions(
+            rng,
+            [(liver, 'liver', (50, 10, 70), 40), (_Ell((72, -55, -25), (20, 18, 45)), 'kidney', (72, -55, -25), 15)],
+            L['lesion'] if 'lesion' in L else len(ABDOMEN_LABELS) + 1,
+        )
     return ops, A
 
 def _lesions(rng, hosts, label):
@@ -326,14 +390,32 @@ def _lesions(rng, hosts, label):
             cc = np.asarray(c) + rng.uniform(-1, 1, 3) * spread * [1, 0.6, 0.8]
             r = rng.uniform(5, 14)
             delta = rng.uniform(30, 70)
-            ops.append(_Paint(_Ell(cc, r * rng.uniform(0.8, 1.2, 3)) & host,
-                              (lambda dl: (lambda P, d, v: np.float32(v['lesion'] if tissue != 'liver' else v['liver'] - dl * v['_u']) + 4 * v['_u'] * P[3]))(delta), label))
+            ops.append(
+                _Paint(
+                    _Ell(cc, r * rng.uniform(0.8, 1.2, 3)) & host,
+                    (
+                        lambda dl: (
+                            lambda P, d, v: np.float32(v['lesion'] if tissue != 'liver' else v['liver'] - dl * v['_u'])
+                            + 4 * v['_u'] * P[3]
+                        )
+                    )(delta),
+                    label,
+                )
+            )
     return ops
 
 # %% ../nbs/02_phantoms.ipynb 20
 ABDOMEN_LABELS = ['spleen', 'right_kidney', 'left_kidney', 'gallbladder', 'esophagus', 'liver', 'stomach', 'aorta',
                   'inferior_vena_cava', 'portal_splenic_vein', 'pancreas', 'right_adrenal', 'left_adrenal']
-HEART_LABELS = ['myocardium', 'left_atrium', 'left_ventricle', 'right_atrium', 'right_ventricle', 'ascending_aorta', 'pulmonary_artery']
+HEART_LABELS = [
+    'myocardium',
+    'left_atrium',
+    'left_ventricle',
+    'right_atrium',
+    'right_ventricle',
+    'ascending_aorta',
+    'pulmonary_artery',
+]
 
 # %% ../nbs/02_phantoms.ipynb 21
 def _heart(rng, lesions):
@@ -343,7 +425,9 @@ def _heart(rng, lesions):
     L = {n: i + 1 for i, n in enumerate(HEART_LABELS)}
     ops = [_Paint(outer, 'fat'), _Paint(muscle, 'muscle'), _Paint(cavity, 'fat')]
     for sx in (1, -1):
-        ops.append(_Paint(_Ell(_jit(rng, (sx * 72, -5, 40)), _size(rng, (62, 85, 150), 0.08), _ang(rng, 0, 0, 0, 2)), 'lung'))
+        ops.append(
+            _Paint(_Ell(_jit(rng, (sx * 72, -5, 40)), _size(rng, (62, 85, 150), 0.08), _ang(rng, 0, 0, 0, 2)), 'lung')
+        )
         ops.append(_Paint(_Ell((sx * 35, -92, 0), (24, 18, 1e4)), 'muscle'))
     ops.append(_Paint(_Ell(_jit(rng, (15, 0, -175)), (150, 110, 100)), 'abdomen'))  # diaphragm dome, upper abdomen
     ops += [_Paint(_Ribs(A - fat - 6, B - fat - 6, -1e4, 1e4, period=30, y_gap=0.6), 'cortical')]
@@ -357,9 +441,22 @@ def _heart(rng, lesions):
     lv_c = base + u * L_lv * 0.95
     ops.append(_Paint(_Ell(base + u * 60 + [0, 0, 0], (90, 70, 70), Ru), 'fat'))  # pericardial / epicardial fat
     rv_c = lv_c + np.array([22, 22, 2]) * g - u * 8
-    ops.append(_Paint(_Ell(rv_c, np.array([40, 35, 24]) * g * rng.uniform(0.93, 1.07, 3), Ru @ _rot(0, 0, 0)) - _Ell(lv_c, (L_lv + wall, r_lv + wall, r_lv + wall), Ru),
-                      'blood', L['right_ventricle']))
-    ops.append(_Paint(_Ell(rv_c, np.array([44, 39, 28]) * g, Ru) - _Ell(rv_c, np.array([40, 35, 24]) * g, Ru) - _Ell(lv_c, (L_lv + wall, r_lv + wall, r_lv + wall), Ru), 'myocardium'))  # RV free wall (unlabelled)
+    ops.append(
+        _Paint(
+            _Ell(rv_c, np.array([40, 35, 24]) * g * rng.uniform(0.93, 1.07, 3), Ru @ _rot(0, 0, 0))
+            - _Ell(lv_c, (L_lv + wall, r_lv + wall, r_lv + wall), Ru),
+            'blood',
+            L['right_ventricle'],
+        )
+    )
+    ops.append(
+        _Paint(
+            _Ell(rv_c, np.array([44, 39, 28]) * g, Ru)
+            - _Ell(rv_c, np.array([40, 35, 24]) * g, Ru)
+            - _Ell(lv_c, (L_lv + wall, r_lv + wall, r_lv + wall), Ru),
+            'myocardium',
+        )
+    )  # RV free wall (unlabelled)
     la_c = _jit(rng, base + np.array([-8, -38, 8])); ra_c = _jit(rng, la_c + np.array([42, 12, -6]))
     ops.append(_Paint(_Ell(la_c, _size(rng, (30, 22, 25)), _ang(rng, 0, 0, 15)), 'blood', L['left_atrium']))
     ops.append(_Paint(_Ell(ra_c, _size(rng, (27, 26, 30)), _ang(rng, 0, 0, -15)), 'blood', L['right_atrium']))
@@ -367,24 +464,64 @@ def _heart(rng, lesions):
     ops.append(_Paint(myo, 'myocardium', L['myocardium']))
     ops.append(_Paint(_Ell(lv_c, (L_lv, r_lv, r_lv), Ru) & _Half(-u, base - u * 4), 'blood', L['left_ventricle']))
     av = base + np.array([8, 8, 6])
-    aa = _Tube([av, av + _jit(rng, (12, 5, 35), 3), av + (4, -5, 75), av + (-15, -30, 100), (-25, -40, 120)], 15 * rng.uniform(0.9, 1.1), n=10)
+    aa = _Tube(
+        [av, av + _jit(rng, (12, 5, 35), 3), av + (4, -5, 75), av + (-15, -30, 100), (-25, -40, 120)],
+        15 * rng.uniform(0.9, 1.1),
+        n=10,
+    )
     pv = base + np.array([-14, 30, 14])
-    pa = _Tube([pv, pv + _jit(rng, (-12, -8, 35), 3), pv + (-18, -30, 55)], 13 * rng.uniform(0.9, 1.1), n=6) \
-        | _Tube([pv + (-18, -30, 55), pv + (-45, -45, 55)], 9) | _Tube([pv + (-18, -30, 55), pv + (10, -42, 60), pv + (60, -50, 55)], 9, n=6)
+    pa = (
+        _Tube([pv, pv + _jit(rng, (-12, -8, 35), 3), pv + (-18, -30, 55)], 13 * rng.uniform(0.9, 1.1), n=6)
+        | _Tube([pv + (-18, -30, 55), pv + (-45, -45, 55)], 9)
+        | _Tube([pv + (-18, -30, 55), pv + (10, -42, 60), pv + (60, -50, 55)], 9, n=6)
+    )
     ops += [_Paint(aa, 'blood', L['ascending_aorta']), _Paint(pa, 'blood', L['pulmonary_artery'])]
     return ops, A
 
 # %% ../nbs/02_phantoms.ipynb 22
 PHANTOM_PRESETS = {
-    'abdomen': PhantomPreset('abdomen', ABDOMEN_LABELS, _ABDOMEN_HU, dict(native=0.15, arterial=0.25, portal=0.6),
-        dict(spleen='spleen', right_kidney='kidney', left_kidney='kidney', gallbladder='gallbladder', esophagus='esophagus',
-             liver='liver', stomach='stomach', aorta='aorta', inferior_vena_cava='ivc', portal_splenic_vein='portal_vein',
-             pancreas='pancreas', right_adrenal='adrenal', left_adrenal='adrenal', lesion='lesion'),
-        (-110., 160.), _abdomen),
-    'heart': PhantomPreset('heart', HEART_LABELS, _HEART_HU, dict(cta=1.0),
-        dict(myocardium='myocardium', left_atrium='blood', left_ventricle='blood', right_atrium='blood',
-             right_ventricle='blood', ascending_aorta='blood', pulmonary_artery='blood'),
-        (-75., 140.), _heart)}
+    'abdomen': PhantomPreset(
+        'abdomen',
+        ABDOMEN_LABELS,
+        _ABDOMEN_HU,
+        dict(native=0.15, arterial=0.25, portal=0.6),
+        dict(
+            spleen='spleen',
+            right_kidney='kidney',
+            left_kidney='kidney',
+            gallbladder='gallbladder',
+            esophagus='esophagus',
+            liver='liver',
+            stomach='stomach',
+            aorta='aorta',
+            inferior_vena_cava='ivc',
+            portal_splenic_vein='portal_vein',
+            pancreas='pancreas',
+            right_adrenal='adrenal',
+            left_adrenal='adrenal',
+            lesion='lesion',
+        ),
+        (-110.0, 160.0),
+        _abdomen,
+    ),
+    'heart': PhantomPreset(
+        'heart',
+        HEART_LABELS,
+        _HEART_HU,
+        dict(cta=1.0),
+        dict(
+            myocardium='myocardium',
+            left_atrium='blood',
+            left_ventricle='blood',
+            right_atrium='blood',
+            right_ventricle='blood',
+            ascending_aorta='blood',
+            pulmonary_artery='blood',
+        ),
+        (-75.0, 140.0),
+        _heart,
+    ),
+}
 
 # %% ../nbs/02_phantoms.ipynb 25
 # ---------------- the generator
@@ -405,42 +542,56 @@ def _check_shape(shape):
     return tuple(int(n) for n in shape)
 
 # %% ../nbs/02_phantoms.ipynb 26
-def make_phantom(preset:str='abdomen', # 'abdomen' (BTCV-like) or 'heart' (MM-WHS-like), see `PHANTOM_PRESETS`
-                 seed:int=0, # subject seed: same seed, bit-identical subject
-                 shape:tuple=(128, 128, 96), # voxels (X, Y, Z); Z is the slice (body) axis
-                 spacing:tuple|None=None, # mm (X, Y, Z); None samples a spacing that fits the body to the grid
-                 modality:str='ct', # 'ct' (HU) or 'mr' (T1-like arbitrary units with bias field)
-                 lesions:bool=False, # add 1–2 small labelled blobs in the liver and right kidney (abdomen only)
-                 fov:str='full', # 'full': every labelled structure inside; 'random': 40–80 % of that range, scans start/end inside organs
-                 phase:str|None=None, # contrast phase (a key of the preset's `phases`); None samples it. Same seed, other phase: same anatomy
-                )->tio.Subject: # image (float32), label (uint8), id, labelled, phantom (sampled parameters)
+def make_phantom(
+    preset: str = 'abdomen',  # 'abdomen' (BTCV-like) or 'heart' (MM-WHS-like), see `PHANTOM_PRESETS`
+    seed: int = 0,  # subject seed: same seed, bit-identical subject
+    shape: tuple = (128, 128, 96),  # voxels (X, Y, Z); Z is the slice (body) axis
+    spacing: tuple | None = None,  # mm (X, Y, Z); None samples a spacing that fits the body to the grid
+    modality: str = 'ct',  # 'ct' (HU) or 'mr' (T1-like arbitrary units with bias field)
+    lesions: bool = False,  # add 1–2 small labelled blobs in the liver and right kidney (abdomen only)
+    fov: str = 'full',  # 'full': every labelled structure inside; 'random': 40–80 % of that range, scans start/end inside organs
+    phase: (
+        str | None
+    ) = None,  # contrast phase (a key of the preset's `phases`); None samples it. Same seed, other phase: same anatomy
+) -> tio.Subject:  # image (float32), label (uint8), id, labelled, phantom (sampled parameters)
     "Generate one seeded CT-like (or MR-like) phantom subject with a voxel label map in a RAS+ affine."
     pre = _get_preset(preset); shape = _check_shape(shape)
     if modality not in ('ct', 'mr'): raise Ssl3dError(f"modality={modality!r}: use 'ct' or 'mr'")
     if fov not in ('full', 'random'): raise Ssl3dError(f"fov={fov!r}: use 'full' or 'random'")
-    if lesions and pre.name != 'abdomen': raise Ssl3dError(f"lesions=True is only available for preset 'abdomen', not {pre.name!r}")
+    if lesions and pre.name != 'abdomen':
+        raise Ssl3dError(f"lesions=True is only available for preset 'abdomen', not {pre.name!r}")
     rng = np.random.default_rng([int(seed), sum(map(ord, pre.name))])
     S = np.array([rng.uniform(0.88, 1.12)] * 3) * [1, rng.uniform(0.9, 1.1), rng.uniform(0.92, 1.08)]  # habitus
     Rg = _rot(*rng.normal(0, [2, 2, 4]))  # small patient rotation
     ops, half_w = pre.build(rng, lesions)
-    sampled = rng.choice(list(pre.phases), p=list(pre.phases.values()))  # drawn even when `phase` is given: same anatomy
-    if phase is not None and phase not in pre.phases: raise Ssl3dError(f"phase={phase!r}: preset {pre.name!r} has {list(pre.phases)}")
+    sampled = rng.choice(
+        list(pre.phases), p=list(pre.phases.values())
+    )  # drawn even when `phase` is given: same anatomy
+    if phase is not None and phase not in pre.phases:
+        raise Ssl3dError(f"phase={phase!r}: preset {pre.name!r} has {list(pre.phases)}")
     phase = sampled if phase is None else phase
-    if modality == 'ct': vals = {k: float(rng.uniform(*r[phase])) for k, r in pre.hu.items()}
+    if modality == 'ct':vals = {k: float(rng.uniform(*r[phase])) for k, r in pre.hu.items()}
     else: vals = {k: float(rng.uniform(*_MR[k])) for k in pre.hu}
     vals['_u'] = 1.0 if modality == 'ct' else 1 / 400  # HU-valued texture and contrast constants → MR units
     # field of view: in-plane FOV fits the body; along z the scan covers `core_z` plus random margins ('full')
     zc0, zc1 = np.array(pre.core_z) * S[2]
     if spacing is None:
         sp_xy = 2 * half_w * S[0] * rng.uniform(1.08, 1.3) / max(shape[:2])
-        ext = ((zc1 - zc0) * rng.uniform(0.4, 0.8) if fov == 'random' else (zc1 - zc0) + rng.uniform(10, 60) + rng.uniform(10, 60))
+        ext = (
+            (zc1 - zc0) * rng.uniform(0.4, 0.8)
+            if fov == 'random'
+            else (zc1 - zc0) + rng.uniform(10, 60) + rng.uniform(10, 60)
+        )
         spacing = (sp_xy, sp_xy, ext / shape[2])
     spacing = np.asarray(spacing, float)
-    if spacing.shape != (3,) or (spacing <= 0).any(): raise Ssl3dError(f"spacing={tuple(spacing)!r}: need three positive mm values")
+    if spacing.shape != (3,) or (spacing <= 0).any():
+        raise Ssl3dError(f"spacing={tuple(spacing)!r}: need three positive mm values")
     ext = spacing[2] * shape[2]
-    if fov == 'full' and ext >= zc1 - zc0: z_lo = zc0 - rng.uniform(0, ext - (zc1 - zc0))
+    if fov == 'full' and ext >= zc1 - zc0:z_lo = zc0 - rng.uniform(0, ext - (zc1 - zc0))
     else: z_lo = rng.uniform(min(zc0 - 40, zc1 + 40 - ext), max(zc0 - 40, zc1 + 40 - ext))
-    origin = np.array([-(shape[0] - 1) / 2 * spacing[0] + rng.normal(0, 8), -(shape[1] - 1) / 2 * spacing[1] + rng.normal(0, 8), z_lo])
+    origin = np.array(
+        [-(shape[0] - 1) / 2 * spacing[0] + rng.normal(0, 8), -(shape[1] - 1) / 2 * spacing[1] + rng.normal(0, 8), z_lo]
+    )
     affine = np.diag([*spacing, 1.]); affine[:3, 3] = origin  # RAS+: +x patient right, +y anterior, +z superior
     # canonical anatomical coordinates of every voxel: p = S⁻¹ Rᵀ w + smooth displacement (non-rigid)
     Minv = np.diag(1 / S) @ Rg.T
@@ -452,7 +603,9 @@ def make_phantom(preset:str='abdomen', # 'abdomen' (BTCV-like) or 'heart' (MM-WH
     M = Rg @ np.diag(S)
     h = float(np.mean(spacing)) / float(S.mean())
     amp = dict(_TEX) if modality == 'ct' else {k: v / 400 for k, v in _TEX.items()}
-    cv = _Canvas(axes, Minv, disp, [tex, fine[0], fine[1]], h, vals, amp, vals['air'], lambda pc: (pc @ M.T - origin) / spacing)
+    cv = _Canvas(
+        axes, Minv, disp, [tex, fine[0], fine[1]], h, vals, amp, vals['air'], lambda pc: (pc @ M.T - origin) / spacing
+    )
     for op in ops: cv.paint(_Paint(_Padded(op.shape, dmax), op.tissue, op.label))
     img = cv.img
     if modality == 'ct':
@@ -466,12 +619,25 @@ def make_phantom(preset:str='abdomen', # 'abdomen' (BTCV-like) or 'heart' (MM-WH
         n1, n2 = (rng.standard_normal((2, *shape), dtype=np.float32) * np.float32(sd))
         img = np.sqrt((img * bias + n1) ** 2 + n2 ** 2)  # Rician magnitude noise
     labels = phantom_labels(pre, lesions)
-    meta = dict(preset=pre.name, seed=int(seed), phase=str(phase), modality=modality, noise_sd=float(sd),
-                spacing=[float(s) for s in spacing], scale=[float(s) for s in S],
-                label_values={n: float(vals[pre.label_tissue[n]]) for n in list(labels.values())[1:] if pre.label_tissue.get(n) in vals})
-    return tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(img, np.float32))[None], affine=affine),
-                       label=tio.LabelMap(tensor=torch.from_numpy(cv.lab)[None], affine=affine),
-                       id=f"{pre.name}_{int(seed):04d}", labelled=True, phantom=meta)
+    meta = dict(
+        preset=pre.name,
+        seed=int(seed),
+        phase=str(phase),
+        modality=modality,
+        noise_sd=float(sd),
+        spacing=[float(s) for s in spacing],
+        scale=[float(s) for s in S],
+        label_values={
+            n: float(vals[pre.label_tissue[n]]) for n in list(labels.values())[1:] if pre.label_tissue.get(n) in vals
+        },
+    )
+    return tio.Subject(
+        image=tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(img, np.float32))[None], affine=affine),
+        label=tio.LabelMap(tensor=torch.from_numpy(cv.lab)[None], affine=affine),
+        id=f"{pre.name}_{int(seed):04d}",
+        labelled=True,
+        phantom=meta,
+    )
 
 
 class _Padded(_Shape):
@@ -506,29 +672,38 @@ def _organ_subset(labels:dict, organs):
     for k, o in enumerate(organs, start=1): lut[names[o]] = k
     return {'0': 'background', **{str(k): o for k, o in enumerate(organs, start=1)}}, lut
 
-def write_phantom_dataset(out:str|Path, # output folder (created)
-                          preset:str='abdomen', # phantom preset
-                          n:int=20, # labelled training subjects (imagesTr/labelsTr)
-                          n_test:int=4, # held-out subjects (imagesTs, with labelsTs for evaluation)
-                          n_unlabelled:int=0, # unlabelled pretraining pool (imagesUnlabelled)
-                          seed:int=0, # dataset seed; subject k uses seed 1000·seed + k
-                          shape:tuple=(128, 128, 96), # voxels per subject
-                          spacing:tuple|None=None, # mm, None = sampled per subject
-                          modality:str='ct', # 'ct' or 'mr'
-                          lesions:bool=False, # add a 'lesion' label (abdomen)
-                          fov:str='full', # 'full' or 'random' field of view along z
-                          organs:list|tuple|None=None, # annotate only these structures (renumbered 1..k in this order); the rest is background
-                          format:str='msd', # 'msd' or 'nnunet' (nnU-Net v2 raw: one file per channel, no case lists)
-                          channels:int=1, # 1, or 2: channel 1 is the same anatomy in a second contrast phase (multi-phase CT)
-                         )->Path: # path of the written dataset.json
+
+def write_phantom_dataset(
+    out: str | Path,  # output folder (created)
+    preset: str = 'abdomen',  # phantom preset
+    n: int = 20,  # labelled training subjects (imagesTr/labelsTr)
+    n_test: int = 4,  # held-out subjects (imagesTs, with labelsTs for evaluation)
+    n_unlabelled: int = 0,  # unlabelled pretraining pool (imagesUnlabelled)
+    seed: int = 0,  # dataset seed; subject k uses seed 1000·seed + k
+    shape: tuple = (128, 128, 96),  # voxels per subject
+    spacing: tuple | None = None,  # mm, None = sampled per subject
+    modality: str = 'ct',  # 'ct' or 'mr'
+    lesions: bool = False,  # add a 'lesion' label (abdomen)
+    fov: str = 'full',  # 'full' or 'random' field of view along z
+    organs: (
+        list | tuple | None
+    ) = None,  # annotate only these structures (renumbered 1..k in this order); the rest is background
+    format: str = 'msd',  # 'msd' or 'nnunet' (nnU-Net v2 raw: one file per channel, no case lists)
+    channels: int = 1,  # 1, or 2: channel 1 is the same anatomy in a second contrast phase (multi-phase CT)
+) -> Path:  # path of the written dataset.json
     "Write an MSD-layout (or nnU-Net v2) phantom dataset (dataset.json, imagesTr, labelsTr, imagesTs, labelsTs, imagesUnlabelled)."
     pre = _get_preset(preset); out = Path(out)
     labels, lut = _organ_subset(phantom_labels(pre, lesions), organs)
     if format not in ('msd', 'nnunet'): raise Ssl3dError(f"format={format!r}: use 'msd' or 'nnunet'")
     if channels not in (1, 2): raise Ssl3dError(f"channels={channels!r}: use 1 or 2")
     if channels == 2 and len(pre.phases) < 2:
-        raise Ssl3dError(f"channels=2 needs a preset with two contrast phases; {pre.name!r} has {list(pre.phases)} (use 'abdomen')")
-    if format == 'nnunet' and n_unlabelled: raise Ssl3dError(f"n_unlabelled={n_unlabelled}: nnU-Net v2 raw datasets have no unlabelled list; use format='msd'")
+        raise Ssl3dError(
+            f"channels=2 needs a preset with two contrast phases; {pre.name!r} has {list(pre.phases)} (use 'abdomen')"
+        )
+    if format == 'nnunet' and n_unlabelled:
+        raise Ssl3dError(
+            f"n_unlabelled={n_unlabelled}: nnU-Net v2 raw datasets have no unlabelled list; use format='msd'"
+        )
     for k, v in dict(n=n, n_test=n_test, n_unlabelled=n_unlabelled).items():
         if int(v) < 0: raise Ssl3dError(f"{k}={v}: must be >= 0")
     if n + n_test + n_unlabelled == 0: raise Ssl3dError("n, n_test and n_unlabelled are all 0: nothing to write")
@@ -541,33 +716,69 @@ def write_phantom_dataset(out:str|Path, # output folder (created)
             chans = [s['image'].numpy()[0]]
             if channels == 2:  # same seed and anatomy, the other phase (native, or portal when native was drawn)
                 other = 'portal' if s['phantom']['phase'] == 'native' else 'native'
-                chans.append(make_phantom(pre, 1000 * seed + k, shape, spacing, modality, lesions, fov, phase=other)['image'].numpy()[0])
+                chans.append(
+                    make_phantom(pre, 1000 * seed + k, shape, spacing, modality, lesions, fov, phase=other)[
+                        'image'
+                    ].numpy()[0]
+                )
             k += 1
             name = f"{s['id']}.nii.gz"; aff = s['image'].affine
             chans = [c.round() if modality == 'ct' else c for c in chans]
             dt = np.int16 if modality == 'ct' else np.float32
             if format == 'nnunet':
                 for c, x in enumerate(chans): _save_nifti(x, aff, out / img_dir / f"{s['id']}_{c:04d}.nii.gz", dt)
-            else: _save_nifti(chans[0] if channels == 1 else np.stack(chans, -1), aff, out / img_dir / name, dt)
+            else:
+                _save_nifti(chans[0] if channels == 1 else np.stack(chans, -1), aff, out / img_dir / name, dt)
             if lab_dir: _save_nifti(lut[s['label'].numpy()[0]], aff, out / lab_dir / name, np.uint8)
             lists[img_dir].append(name)
     if format == 'nnunet':
-        meta = dict(name=f"phantom_{pre.name}", description=f"ssl3d procedural {pre.name} phantoms ({modality.upper()}), seed {seed}",
-                    channel_names={str(c): 'CT' if modality == 'ct' else 'T1' for c in range(channels)},
-                    labels={v: int(i) for i, v in labels.items()}, numTraining=n, file_ending='.nii.gz',
-                    licence="CC0", phantom=dict(preset=pre.name, seed=seed, shape=list(shape), modality=modality, lesions=lesions,
-                                                fov=fov, channels=channels, spacing=None if spacing is None else list(spacing)))
+        meta = dict(
+            name=f"phantom_{pre.name}",
+            description=f"ssl3d procedural {pre.name} phantoms ({modality.upper()}), seed {seed}",
+            channel_names={str(c): 'CT' if modality == 'ct' else 'T1' for c in range(channels)},
+            labels={v: int(i) for i, v in labels.items()},
+            numTraining=n,
+            file_ending='.nii.gz',
+            licence="CC0",
+            phantom=dict(
+                preset=pre.name,
+                seed=seed,
+                shape=list(shape),
+                modality=modality,
+                lesions=lesions,
+                fov=fov,
+                channels=channels,
+                spacing=None if spacing is None else list(spacing),
+            ),
+        )
         return save_json(meta, out / 'dataset.json')
-    meta = dict(name=f"phantom_{pre.name}", description=f"ssl3d procedural {pre.name} phantoms ({modality.upper()}), seed {seed}",
-                reference="ssl3d.phantoms", licence="CC0", release="ssl3d", tensorImageSize="3D",
-                modality={str(c): "CT" if modality == 'ct' else "MRI" for c in range(channels)}, labels=labels,
-                numTraining=n, numTest=n_test, numUnlabelled=n_unlabelled,
-                training=[dict(image=f"./imagesTr/{f}", label=f"./labelsTr/{f}") for f in lists['imagesTr']],
-                test=[f"./imagesTs/{f}" for f in lists['imagesTs']],
-                unlabelled=[f"./imagesUnlabelled/{f}" for f in lists['imagesUnlabelled']],
-                phantom=dict(preset=pre.name, seed=seed, shape=list(shape), spacing=None if spacing is None else list(spacing),
-                             modality=modality, lesions=lesions, fov=fov, test_labels="./labelsTs",
-                             organs=None if organs is None else list(organs)))
+    meta = dict(
+        name=f"phantom_{pre.name}",
+        description=f"ssl3d procedural {pre.name} phantoms ({modality.upper()}), seed {seed}",
+        reference="ssl3d.phantoms",
+        licence="CC0",
+        release="ssl3d",
+        tensorImageSize="3D",
+        modality={str(c): "CT" if modality == 'ct' else "MRI" for c in range(channels)},
+        labels=labels,
+        numTraining=n,
+        numTest=n_test,
+        numUnlabelled=n_unlabelled,
+        training=[dict(image=f"./imagesTr/{f}", label=f"./labelsTr/{f}") for f in lists['imagesTr']],
+        test=[f"./imagesTs/{f}" for f in lists['imagesTs']],
+        unlabelled=[f"./imagesUnlabelled/{f}" for f in lists['imagesUnlabelled']],
+        phantom=dict(
+            preset=pre.name,
+            seed=seed,
+            shape=list(shape),
+            spacing=None if spacing is None else list(spacing),
+            modality=modality,
+            lesions=lesions,
+            fov=fov,
+            test_labels="./labelsTs",
+            organs=None if organs is None else list(organs),
+        ),
+    )
     return save_json(meta, out / 'dataset.json')
 
 # %% ../nbs/02_phantoms.ipynb 45
@@ -579,13 +790,37 @@ def _configure(p):
     p.add_argument('--n-unlabelled', type=int, default=0, help='unlabelled pretraining subjects')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--shape', type=int, nargs=3, default=[128, 128, 96], metavar=('X', 'Y', 'Z'))
-    p.add_argument('--spacing', type=float, nargs=3, default=None, metavar=('SX', 'SY', 'SZ'), help='mm; default: sampled per subject')
+    p.add_argument(
+        '--spacing',
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=('SX', 'SY', 'SZ'),
+        help='mm; default: sampled per subject',
+    )
     p.add_argument('--modality', default='ct', choices=['ct', 'mr'])
     p.add_argument('--lesions', action='store_true', help="add a 'lesion' label (abdomen)")
     p.add_argument('--fov', default='full', choices=['full', 'random'])
-    p.add_argument('--organs', nargs='+', default=None, metavar='NAME', help='annotate only these structures (renumbered 1..k); the rest is background')
-    p.add_argument('--format', default='msd', choices=['msd', 'nnunet'], help='MSD (dataset.json lists) or nnU-Net v2 raw (one file per channel)')
-    p.add_argument('--channels', type=int, default=1, choices=[1, 2], help='2: add the same anatomy in a second contrast phase (abdomen)')
+    p.add_argument(
+        '--organs',
+        nargs='+',
+        default=None,
+        metavar='NAME',
+        help='annotate only these structures (renumbered 1..k); the rest is background',
+    )
+    p.add_argument(
+        '--format',
+        default='msd',
+        choices=['msd', 'nnunet'],
+        help='MSD (dataset.json lists) or nnU-Net v2 raw (one file per channel)',
+    )
+    p.add_argument(
+        '--channels',
+        type=int,
+        default=1,
+        choices=[1, 2],
+        help='2: add the same anatomy in a second contrast phase (abdomen)',
+    )
 
 def _run(a):
     t = time.time()
@@ -594,8 +829,15 @@ def _run(a):
                                  organs=a.organs, format=a.format, channels=a.channels)
     labels = _organ_subset(phantom_labels(a.preset, a.lesions), a.organs)[0]
     print(f"wrote {path}")
-    print(f"  {a.preset} {a.modality.upper()} phantoms, shape {tuple(a.shape)}: {a.n} training, {a.n_test} test (with labelsTs), "
-          f"{a.n_unlabelled} unlabelled; {len(labels) - 1} labels: {', '.join(list(labels.values())[1:])}; {time.time() - t:.1f} s")
+    print(
+        f"  {a.preset} {a.modality.upper()} phantoms, shape {tuple(a.shape)}: {a.n} training, {a.n_test} test (with labelsTs), "
+        f"{a.n_unlabelled} unlabelled; {len(labels) - 1} labels: {', '.join(list(labels.values())[1:])}; {time.time() - t:.1f} s"
+    )
     return 0
 
-_command = register_command('phantoms', 'Write a seeded MSD-layout (or nnU-Net v2) dataset of CT-like phantoms (abdomen or heart).', _configure, _run)
+_command = register_command(
+    'phantoms',
+    'Write a seeded MSD-layout (or nnU-Net v2) dataset of CT-like phantoms (abdomen or heart).',
+    _configure,
+    _run,
+)

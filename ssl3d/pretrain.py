@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchio as tio
-from .core import Ssl3dError, DataError, config_to_dict, update_config, load_json, register_command, seed_everything, check_writable, pick_device
-from .data import discover_dataset, load_dataset, preprocessing, load_splits, pool_label_spaces, remap_labels, modality_of
+from .core import (Ssl3dError, DataError, config_to_dict, update_config, load_json, register_command,
+    seed_everything, check_writable, pick_device)
+from .data import (discover_dataset, load_dataset, preprocessing, load_splits, pool_label_spaces, remap_labels,
+    modality_of)
 from .methods.core import METHODS, PretextDataset, BatchedPretextDataset, build_method, has_batched, method_config
 from .batched import DeviceVolumes, volumes_fit
 import ssl3d.methods.vectorpose, ssl3d.methods.models_genesis  # register the methods defined by this project's notebooks
@@ -54,14 +56,16 @@ def _modality(data, modality):
         return modality
     return modality_of(discover_dataset(data, split='all')['modality'])  # the one rule every stage uses
 
-def pretrain_subjects(data, # dataset folder / dataset.json / CSV manifest (anything `load_dataset` reads)
-                      split:str='pretrain', # 'pretrain', 'train', 'training', 'unlabelled' or 'all'
-                      splits_file=None, # JSON from `ssl3d.data.save_splits`: its val/test ids are excluded
-                      spacing=None, # resampling spacing (mm, X Y Z) or None
-                      modality:str='auto', # 'auto' (from dataset.json), 'ct' or 'mr'
-                      hu_range:tuple=(-1000, 1000), # CT window mapped to [0, 1]; fine-tuning should use the same
-                      labels:bool=False # keep the label maps (labelled cases only), for label-aware methods such as MixCL
-                     ) -> tuple: # (preprocessed subjects, info dict)
+
+def pretrain_subjects(
+    data,  # dataset folder / dataset.json / CSV manifest (anything `load_dataset` reads)
+    split: str = 'pretrain',  # 'pretrain', 'train', 'training', 'unlabelled' or 'all'
+    splits_file=None,  # JSON from `ssl3d.data.save_splits`: its val/test ids are excluded
+    spacing=None,  # resampling spacing (mm, X Y Z) or None
+    modality: str = 'auto',  # 'auto' (from dataset.json), 'ct' or 'mr'
+    hu_range: tuple = (-1000, 1000),  # CT window mapped to [0, 1]; fine-tuning should use the same
+    labels: bool = False,  # keep the label maps (labelled cases only), for label-aware methods such as MixCL
+) -> tuple:  # (preprocessed subjects, info dict)
     "Load, filter and preprocess the images a method pretrains on."
     ok = ('pretrain', 'train', 'training', 'unlabelled', 'all')
     if split not in ok: raise Ssl3dError(f"split={split!r}: choose one of {ok}")
@@ -77,24 +81,47 @@ def pretrain_subjects(data, # dataset folder / dataset.json / CSV manifest (anyt
         excluded = set(sp['val']) | set(sp['test'])
         if split == 'train': subjects = [s for s in subjects if s['id'] in set(sp['train'])]
         subjects = [s for s in subjects if s['id'] not in excluded]
-    elif split == 'train': raise Ssl3dError("split='train' needs splits_file (it keeps the split file's train ids)")
-    if not subjects: raise DataError(f"{data}: no cases left for pretraining (split={split!r}, {len(excluded)} val/test ids excluded)")
+    elif split == 'train':
+        raise Ssl3dError("split='train' needs splits_file (it keeps the split file's train ids)")
+    if not subjects:
+        raise DataError(
+            f"{data}: no cases left for pretraining (split={split!r}, {len(excluded)} val/test ids excluded)"
+        )
     mod = _modality(data, modality)
     hu_range = tuple(float(v) for v in hu_range)
-    if len(hu_range) != 2 or not hu_range[0] < hu_range[1]: raise Ssl3dError(f"hu_range={hu_range}: need (low, high) with low < high")
+    if len(hu_range) != 2 or not hu_range[0] < hu_range[1]:
+        raise Ssl3dError(f"hu_range={hu_range}: need (low, high) with low < high")
     tr = preprocessing(mod, spacing=spacing, hu_range=hu_range)
     sps = sorted({tuple(round(float(v), 2) for v in s['image'].spacing) for s in subjects})
     if spacing is None and len(sps) > 1:
-        warnings.warn(f"{data}: the pretraining pool mixes {len(sps)} voxel spacings (e.g. {list(sps[0])} and {list(sps[-1])} mm) "
-                      "and spacing=None keeps each native grid; pass spacing (--spacing SX SY SZ) to resample them to one")
+        warnings.warn(
+            f"{data}: the pretraining pool mixes {len(sps)} voxel spacings (e.g. {list(sps[0])} and {list(sps[-1])} mm) "
+            "and spacing=None keeps each native grid; pass spacing (--spacing SX SY SZ) to resample them to one"
+        )
     out = []
     for s in subjects:
-        p = tr(tio.Subject(image=s['image'], **({'label': s['label']} if labels else {}), id=s['id'], split=s.get('split', 'training')))
+        p = tr(
+            tio.Subject(
+                image=s['image'],
+                **({'label': s['label']} if labels else {}),
+                id=s['id'],
+                split=s.get('split', 'training'),
+            )
+        )
         p['image'].set_data(p['image'].data.float().contiguous())
         out.append(p)
-    info = dict(data=str(data), split=split, splits_file=None if splits_file is None else str(splits_file), modality=mod,
-                spacing=None if spacing is None else [float(v) for v in spacing], hu_range=list(hu_range), n_subjects=len(out),
-                ids=[s['id'] for s in out], excluded=sorted(excluded), **({'labelled': True} if labels else {}))
+    info = dict(
+        data=str(data),
+        split=split,
+        splits_file=None if splits_file is None else str(splits_file),
+        modality=mod,
+        spacing=None if spacing is None else [float(v) for v in spacing],
+        hu_range=list(hu_range),
+        n_subjects=len(out),
+        ids=[s['id'] for s in out],
+        excluded=sorted(excluded),
+        **({'labelled': True} if labels else {}),
+    )
     return out, info
 
 # %% ../nbs/61_pretrain.ipynb 12
@@ -123,7 +150,10 @@ def pooled_pretrain_subjects(datas:list, # dataset folders / dataset.json / CSV 
     datas = list(datas)
     if not datas: raise Ssl3dError("pooled_pretrain_subjects: no datasets")
     mods = [_modality(d, modality) for d in datas]
-    if len(set(mods)) > 1: raise Ssl3dError(f"pooled datasets have different modalities {dict(zip(map(str, datas), mods))}; pool one modality")
+    if len(set(mods)) > 1:
+        raise Ssl3dError(
+            f"pooled datasets have different modalities {dict(zip(map(str, datas), mods))}; pool one modality"
+        )
     pool = pool_label_spaces([discover_dataset(d, split='all')['labels'] for d in datas]) if labels else None
     out, parts, excl = [], [], set()
     for k, d in enumerate(datas):
@@ -135,9 +165,18 @@ def pooled_pretrain_subjects(datas:list, # dataset folders / dataset.json / CSV 
     ids = [s['id'] for s in out]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup: raise DataError(f"pooled datasets share case id(s) {dup[:5]}; ids must be unique across the pool")
-    info = dict(data=[str(d) for d in datas], split=split, splits_file=None if splits_file is None else str(splits_file),
-                modality=mods[0], spacing=inf['spacing'], hu_range=inf['hu_range'], n_subjects=len(out), ids=ids,
-                excluded=sorted(excl), datasets=parts)
+    info = dict(
+        data=[str(d) for d in datas],
+        split=split,
+        splits_file=None if splits_file is None else str(splits_file),
+        modality=mods[0],
+        spacing=inf['spacing'],
+        hu_range=inf['hu_range'],
+        n_subjects=len(out),
+        ids=ids,
+        excluded=sorted(excl),
+        datasets=parts,
+    )
     if labels: info.update(labelled=True, label_space=pool['names'], annotated=pool['annotated'].tolist())
     return out, info
 
@@ -152,12 +191,17 @@ def _online_probe(data, splits_file, info:dict, preset:str, every:int|None, step
     lab = {c['id'] for c in found['cases'] if c['label'] is not None}
     if splits_file is not None:
         sp = load_splits(splits_file)
-        fit_ids, val_ids = [i for i in sp['train'] if i in lab][:cfg.volumes], [i for i in sp['val'] if i in lab][:cfg.val_volumes]
+        fit_ids, val_ids = [i for i in sp['train'] if i in lab][: cfg.volumes], [i for i in sp['val'] if i in lab][
+            : cfg.val_volumes
+        ]
     else:
         ids = sorted(lab); nv = min(cfg.val_volumes, len(ids) // 2)
         fit_ids, val_ids = ids[:min(cfg.volumes, len(ids) - nv)], ids[len(ids) - nv:] if nv else []
     if not fit_ids or not val_ids:
-        if explicit: raise DataError(f"{data}: the online probe needs labelled cases to fit on and to score on; found {len(lab)} labelled")
+        if explicit:
+            raise DataError(
+                f"{data}: the online probe needs labelled cases to fit on and to score on; found {len(lab)} labelled"
+            )
         return None
     subs = {s['id']: s for s in load_dataset(data, split='training', validate=False)}
     K = max(found['labels']) + 1 if found['labels'] else None
@@ -170,73 +214,114 @@ def _same_run(out_dir:Path, prov:dict, cfg:TrainConfig):
     p = out_dir / 'config.json'
     if not p.exists(): return
     old = load_json(p).get('provenance', {})
-    diff = [k for k in ('method', 'config', 'backbone', 'dataset_fingerprint') if k in old and json.dumps(old[k], sort_keys=True) != json.dumps(prov[k], sort_keys=True, default=str)]
+    diff = [
+        k
+        for k in ('method', 'config', 'backbone', 'dataset_fingerprint')
+        if k in old and json.dumps(old[k], sort_keys=True) != json.dumps(prov[k], sort_keys=True, default=str)
+    ]
     if diff:
         raise Ssl3dError(f"{out_dir}: holds a run with a different {', '.join(diff)}; use another --out or --no-resume "
                          f"(resume=False) to start over")
 
-def pretrain(data, # dataset folder / dataset.json / CSV manifest, or a list of them (pooled)
-             method:str='vectorpose', # registered method name
-             out_dir='runs/pretrain', # run folder (final.pt, checkpoint.pt, config.json, log.csv)
-             preset:str='cpu-small', # method + training + data preset: 'cpu-small' or 'paper'
-             steps:int|None=None, # optimizer steps (None: the preset's)
-             seed:int=0, # seed of weights, data order and crops
-             device:str='auto', # 'auto', 'cpu', 'cuda', ...
-             method_overrides:dict|None=None, # method Config fields
-             train_overrides:dict|None=None, # TrainConfig fields
-             split:str='pretrain', # see `pretrain_subjects`
-             splits_file=None, # split JSON whose val/test ids are excluded
-             num_workers:int=0, # DataLoader workers running `method.prepare`
-             progress:bool|None=None, # progress bar (None: when stderr is a terminal)
-             resume:bool=True, # continue an existing run in out_dir
-             spacing='preset', # resampling spacing, None, or 'preset'
-             modality:str='auto', # 'auto', 'ct' or 'mr'
-             samples_per_volume:int|str|None=None, # crops per volume per epoch (None: the data preset's)
-             hu_range:tuple=(-1000, 1000), # CT window mapped to [0, 1] (use the same when fine-tuning)
-             batched:bool|None=None, # batched device pipeline (`prepare_raw`/`prepare_batch`); None: when the method has it
-             volumes_on_device:bool|str='auto', # keep the volumes on the training device (batched path); 'auto': `volumes_fit`
-             probe_every:int|None=None, # online probe every N steps (0: off; None: cpu-small on when the data have labels, else off)
-             probe_config:dict|None=None # `ssl3d.probe.ProbeConfig` fields (volumes, val_volumes, steps, ...)
-            ) -> Path: # path of final.pt
+
+def pretrain(
+    data,  # dataset folder / dataset.json / CSV manifest, or a list of them (pooled)
+    method: str = 'vectorpose',  # registered method name
+    out_dir='runs/pretrain',  # run folder (final.pt, checkpoint.pt, config.json, log.csv)
+    preset: str = 'cpu-small',  # method + training + data preset: 'cpu-small' or 'paper'
+    steps: int | None = None,  # optimizer steps (None: the preset's)
+    seed: int = 0,  # seed of weights, data order and crops
+    device: str = 'auto',  # 'auto', 'cpu', 'cuda', ...
+    method_overrides: dict | None = None,  # method Config fields
+    train_overrides: dict | None = None,  # TrainConfig fields
+    split: str = 'pretrain',  # see `pretrain_subjects`
+    splits_file=None,  # split JSON whose val/test ids are excluded
+    num_workers: int = 0,  # DataLoader workers running `method.prepare`
+    progress: bool | None = None,  # progress bar (None: when stderr is a terminal)
+    resume: bool = True,  # continue an existing run in out_dir
+    spacing='preset',  # resampling spacing, None, or 'preset'
+    modality: str = 'auto',  # 'auto', 'ct' or 'mr'
+    samples_per_volume: int | str | None = None,  # crops per volume per epoch (None: the data preset's)
+    hu_range: tuple = (-1000, 1000),  # CT window mapped to [0, 1] (use the same when fine-tuning)
+    batched: (
+        bool | None
+    ) = None,  # batched device pipeline (`prepare_raw`/`prepare_batch`); None: when the method has it
+    volumes_on_device: (
+        bool | str
+    ) = 'auto',  # keep the volumes on the training device (batched path); 'auto': `volumes_fit`
+    probe_every: (
+        int | None
+    ) = None,  # online probe every N steps (0: off; None: cpu-small on when the data have labels, else off)
+    probe_config: dict | None = None,  # `ssl3d.probe.ProbeConfig` fields (volumes, val_volumes, steps, ...)
+) -> Path:  # path of final.pt
     "Pretrain `method` on the images of `data` and return the path of the run's `final.pt`."
     if method not in METHODS: _load_method_modules()  # e.g. 'pgl' when only vectorpose was imported
     cls = METHODS.get(method)
     dp = PRETRAIN_DATA_PRESETS.get(preset, PRETRAIN_DATA_PRESETS['cpu-small'])
-    if preset not in cls.presets(): raise Ssl3dError(f"method {method!r}: unknown preset {preset!r}; available: {sorted(cls.presets())}")
+    if preset not in cls.presets():
+        raise Ssl3dError(f"method {method!r}: unknown preset {preset!r}; available: {sorted(cls.presets())}")
     datas = [data] if isinstance(data, (str, Path)) else list(data)
     for d in datas: discover_dataset(d, split='all')  # a missing or malformed dataset fails before anything is written
     check_writable(out_dir, 'run folder')  # before minutes of loading
     sp_, uses_labels = dp['spacing'] if spacing == 'preset' else spacing, bool(getattr(cls, 'USES_LABELS', False))
     if uses_labels or len(datas) > 1:
-        subjects, info = pooled_pretrain_subjects(datas, split, splits_file, sp_, modality, hu_range, labels=uses_labels)
-    else: subjects, info = pretrain_subjects(datas[0], split, splits_file, sp_, modality, hu_range)
+        subjects, info = pooled_pretrain_subjects(
+            datas, split, splits_file, sp_, modality, hu_range, labels=uses_labels
+        )
+    else:
+        subjects, info = pretrain_subjects(datas[0], split, splits_file, sp_, modality, hu_range)
     mo = dict(method_overrides or {})
     C = int(subjects[0]['image'].data.shape[0])
     if 'in_channels' not in mo and C != 1: mo['in_channels'] = C
     seed_everything(seed)
     m = build_method(method, mo, preset=preset)
-    if callable(getattr(m, 'bind_pool', None)): m.bind_pool(subjects, info)  # e.g. MixCL: label space, same-dataset partners
-    tkw = {**cls.TRAIN_PRESETS.get(preset, {}), **(train_overrides or {}), 'seed': seed, 'device': device, 'num_workers': num_workers}
+    if callable(getattr(m, 'bind_pool', None)):
+        m.bind_pool(subjects, info)  # e.g. MixCL: label space, same-dataset partners
+    tkw = {
+        **cls.TRAIN_PRESETS.get(preset, {}),
+        **(train_overrides or {}),
+        'seed': seed,
+        'device': device,
+        'num_workers': num_workers,
+    }
     if progress is not None: tkw['progress'] = progress
     if steps is not None: tkw['steps'] = steps
-    probe = _online_probe(datas[0], splits_file, info, preset, probe_every, tkw.get('steps') or train_config(preset if preset in TRAIN_PRESETS else None, **tkw).steps, probe_config)
+    probe = _online_probe(
+        datas[0],
+        splits_file,
+        info,
+        preset,
+        probe_every,
+        tkw.get('steps') or train_config(preset if preset in TRAIN_PRESETS else None, **tkw).steps,
+        probe_config,
+    )
     if probe is not None: tkw['eval_every'] = probe.cfg.every
     cfg = train_config(preset if preset in TRAIN_PRESETS else None, **tkw)
-    spv = samples_per_volume_for(len(subjects), cfg.batch_size, dp['samples_per_volume'] if samples_per_volume is None else samples_per_volume)
+    spv = samples_per_volume_for(
+        len(subjects), cfg.batch_size, dp['samples_per_volume'] if samples_per_volume is None else samples_per_volume
+    )
     fp = dataset_fingerprint(subjects)
-    prov = dict(method=m.name, config=config_to_dict(m.config), backbone=dict(m.backbone_kwargs), dataset_fingerprint=fp,
-                preset=preset, data={**info, 'samples_per_volume': spv})
+    prov = dict(
+        method=m.name,
+        config=config_to_dict(m.config),
+        backbone=dict(m.backbone_kwargs),
+        dataset_fingerprint=fp,
+        preset=preset,
+        data={**info, 'samples_per_volume': spv},
+    )
     if probe is not None: prov['probe'] = dataclasses.asdict(probe.cfg)
     out_dir = Path(out_dir)
     if resume: _same_run(out_dir, prov, cfg)
     use_batched = has_batched(m) if batched is None else bool(batched)
-    if use_batched and not has_batched(m): raise Ssl3dError(f"method {method!r} has no batched path (prepare_raw/prepare_batch); use batched=False")
+    if use_batched and not has_batched(m):
+        raise Ssl3dError(f"method {method!r} has no batched path (prepare_raw/prepare_batch); use batched=False")
     vod = False
     if use_batched:
         vod = volumes_fit(subjects, pick_device(device)) if volumes_on_device == 'auto' else bool(volumes_on_device)
         if vod: m.device_volumes = DeviceVolumes(subjects)
         ds = BatchedPretextDataset(subjects, m, samples_per_volume=spv, seed=seed, volumes_on_device=vod)
-    else: ds = PretextDataset(subjects, m, samples_per_volume=spv, seed=seed)
+    else:
+        ds = PretextDataset(subjects, m, samples_per_volume=spv, seed=seed)
     prov['pipeline'] = dict(batched=use_batched, volumes_on_device=vod)
     trainer = Trainer(m, ds, cfg, out_dir, eval_fn=probe, provenance=prov)
     trainer.fit(resume=resume)
@@ -268,7 +353,11 @@ def _field_types(cls) -> dict:
 def _coerce(name, value, tp):
     "Check/convert `value` for a field of type `tp` (int, float, bool, str, tuple, Optional of those)."
     args = typing.get_args(tp)
-    opts = [a for a in args if a is not type(None)] if args and typing.get_origin(tp) in (typing.Union, getattr(__import__('types'), 'UnionType', None)) else [tp]
+    opts = (
+        [a for a in args if a is not type(None)]
+        if args and typing.get_origin(tp) in (typing.Union, getattr(__import__('types'), 'UnionType', None))
+        else [tp]
+    )
     if value is None:
         if type(None) in args: return None
         raise Ssl3dError(f"{name}=None: this field cannot be None")
@@ -281,7 +370,8 @@ def _coerce(name, value, tp):
         if o in (tuple, list) and isinstance(value, (list, tuple)): return o(value)
         if o is dict and isinstance(value, dict): return value
         if o is typing.Any: return value
-    if not any((typing.get_origin(t) or t) in (bool, int, float, str, tuple, list, dict) for t in opts): return value  # other types: unchecked
+    if not any((typing.get_origin(t) or t) in (bool, int, float, str, tuple, list, dict) for t in opts):
+        return value  # other types: unchecked
     raise Ssl3dError(f"{name}={value!r}: expected {tp}")
 
 def apply_overrides(config, # a Config dataclass instance
@@ -292,10 +382,11 @@ def apply_overrides(config, # a Config dataclass instance
     clean = {}
     for k, v in overrides.items():
         if '.' not in k and '__' not in k:
-            if k not in types: raise Ssl3dError(f"{type(config).__name__} has no field {k!r}; fields: {', '.join(sorted(types))}")
+            if k not in types:
+                raise Ssl3dError(f"{type(config).__name__} has no field {k!r}; fields: {', '.join(sorted(types))}")
             v = _coerce(k, v, types[k])
         clean[k] = v
-    try: return update_config(config, **clean)
+    try:return update_config(config, **clean)
     except TypeError as e: raise Ssl3dError(f"{type(config).__name__}: {e}") from e
 
 def parse_assignments(items:list # ['field=value', ...]
@@ -309,10 +400,36 @@ def parse_assignments(items:list # ['field=value', ...]
     return out
 
 # %% ../nbs/61_pretrain.ipynb 30
-_FIXED = {'data', 'method', 'out', 'preset', 'steps', 'seed', 'device', 'batch_size', 'lr', 'workers', 'set', 'train_set',
-          'no_resume', 'split', 'splits', 'spacing', 'modality', 'samples_per_volume', 'progress', 'help', 'hu_range',
-          'no_batched', 'volumes_on_device', 'logger', 'probe_every', 'probe_volumes',
-          'probe_val_volumes', 'probe_steps'}
+_FIXED = {
+    'data',
+    'method',
+    'out',
+    'preset',
+    'steps',
+    'seed',
+    'device',
+    'batch_size',
+    'lr',
+    'workers',
+    'set',
+    'train_set',
+    'no_resume',
+    'split',
+    'splits',
+    'spacing',
+    'modality',
+    'samples_per_volume',
+    'progress',
+    'help',
+    'hu_range',
+    'no_batched',
+    'volumes_on_device',
+    'logger',
+    'probe_every',
+    'probe_volumes',
+    'probe_val_volumes',
+    'probe_steps',
+}
 
 def _method_fields() -> dict:
     "{field: {method: default}} over the registered methods."
@@ -326,7 +443,9 @@ def _method_fields() -> dict:
 
 def _configure(p:argparse.ArgumentParser):
     fields = _method_fields()
-    p.add_argument('--data', action='append', help='dataset folder, dataset.json or CSV manifest; repeat to pool datasets')
+    p.add_argument(
+        '--data', action='append', help='dataset folder, dataset.json or CSV manifest; repeat to pool datasets'
+    )
     p.add_argument('--method', default='vectorpose', help=f"{', '.join(n for n in METHODS.names() if n != 'toy')}")
     p.add_argument('--out', help='run folder (resumed when it holds the same run)')
     p.add_argument('--preset', default='cpu-small', help="'cpu-small', 'paper' or a method's own")
@@ -348,7 +467,8 @@ def _configure(p:argparse.ArgumentParser):
     p.add_argument('--no-batched', action='store_true', help='per-item CPU pipeline instead of the batched device one')
     p.add_argument('--volumes-on-device', default='auto', choices=['auto', 'yes', 'no'], help=argparse.SUPPRESS)
     p.add_argument('--probe-every', type=int, default=None, help='online segmentation probe every N steps (0: off)')
-    for k in ('volumes', 'val-volumes', 'steps'): p.add_argument(f'--probe-{k}', type=int, default=None, help=argparse.SUPPRESS)
+    for k in ('volumes', 'val-volumes', 'steps'):
+        p.add_argument(f'--probe-{k}', type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument('--logger', default='csv', choices=['csv', 'tensorboard'], help='tensorboard: also OUT/tb (extra)')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bar')
     p.add_argument('--set', nargs='+', default=[], metavar='FIELD=VALUE',
@@ -368,9 +488,16 @@ def _flag_overrides(args) -> dict:
 def _show_config(cls, args, mo:dict, to:dict) -> int:
     "Print the method and training configs that `--method/--preset` plus the overrides resolve to."
     cfg = apply_overrides(method_config(args.method, args.preset), mo)
-    tcfg = train_config(args.preset if args.preset in TRAIN_PRESETS else None, **{**cls.TRAIN_PRESETS.get(args.preset, {}), **to})
-    print(json.dumps(dict(method=args.method, preset=args.preset, config=config_to_dict(cfg), train=config_to_dict(tcfg)),
-                     indent=1, default=str))
+    tcfg = train_config(
+        args.preset if args.preset in TRAIN_PRESETS else None, **{**cls.TRAIN_PRESETS.get(args.preset, {}), **to}
+    )
+    print(
+        json.dumps(
+            dict(method=args.method, preset=args.preset, config=config_to_dict(cfg), train=config_to_dict(tcfg)),
+            indent=1,
+            default=str,
+        )
+    )
     return 0
 
 def _run(args) -> int:
@@ -384,7 +511,10 @@ def _run(args) -> int:
     mo = {k: (_coerce(k, v, types[k]) if k in types else v) for k, v in mo.items()}
     to = parse_assignments(args.train_set)
     tf = {f.name for f in dataclasses.fields(TrainConfig)}
-    if set(to) - tf: raise Ssl3dError(f"--train-set: unknown TrainConfig field(s) {sorted(set(to) - tf)}; fields: {', '.join(sorted(tf))}")
+    if set(to) - tf:
+        raise Ssl3dError(
+            f"--train-set: unknown TrainConfig field(s) {sorted(set(to) - tf)}; fields: {', '.join(sorted(tf))}"
+        )
     if args.batch_size is not None: to['batch_size'] = args.batch_size
     if args.lr is not None: to['lr'] = args.lr
     if args.logger != 'csv': to['logger'] = args.logger
@@ -393,14 +523,39 @@ def _run(args) -> int:
         if not v: raise Ssl3dError(f"ssl3d pretrain needs {flag} (see ssl3d pretrain --help)")
     spv = args.samples_per_volume
     if spv is not None and spv != 'auto': spv = int(spv)
-    final = pretrain(args.data[0] if len(args.data) == 1 else args.data, args.method, args.out, preset=args.preset, steps=args.steps, seed=args.seed, device=args.device,
-                     method_overrides=mo, train_overrides=to, split=args.split, splits_file=args.splits, num_workers=args.workers,
-                     progress=args.progress, resume=not args.no_resume, spacing=args.spacing if args.spacing else 'preset',
-                     modality=args.modality, samples_per_volume=spv, hu_range=tuple(args.hu_range), probe_every=args.probe_every,
-                     probe_config={k: v for k, v in dict(volumes=args.probe_volumes, val_volumes=args.probe_val_volumes, steps=args.probe_steps).items() if v is not None},
-                     batched=False if args.no_batched else None,
-                     volumes_on_device={'auto': 'auto', 'yes': True, 'no': False}[args.volumes_on_device])
+    final = pretrain(
+        args.data[0] if len(args.data) == 1 else args.data,
+        args.method,
+        args.out,
+        preset=args.preset,
+        steps=args.steps,
+        seed=args.seed,
+        device=args.device,
+        method_overrides=mo,
+        train_overrides=to,
+        split=args.split,
+        splits_file=args.splits,
+        num_workers=args.workers,
+        progress=args.progress,
+        resume=not args.no_resume,
+        spacing=args.spacing if args.spacing else 'preset',
+        modality=args.modality,
+        samples_per_volume=spv,
+        hu_range=tuple(args.hu_range),
+        probe_every=args.probe_every,
+        probe_config={
+            k: v
+            for k, v in dict(
+                volumes=args.probe_volumes, val_volumes=args.probe_val_volumes, steps=args.probe_steps
+            ).items()
+            if v is not None
+        },
+        batched=False if args.no_batched else None,
+        volumes_on_device={'auto': 'auto', 'yes': True, 'no': False}[args.volumes_on_device],
+    )
     print(f"wrote {final}")
     return 0
 
-_command = register_command('pretrain', 'Pretrain a registered self-supervised method on a dataset (resumes an existing run).', _configure, _run)
+_command = register_command(
+    'pretrain', 'Pretrain a registered self-supervised method on a dataset (resumes an existing run).', _configure, _run
+)

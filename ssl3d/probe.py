@@ -31,7 +31,8 @@ class ProbeConfig:
 
     def __post_init__(self):
         for k in ('every', 'voxels_per_class', 'steps'):
-            if int(getattr(self, k)) < (0 if k == 'every' else 1): raise Ssl3dError(f"ProbeConfig.{k}={getattr(self, k)} is out of range")
+            if int(getattr(self, k)) < (0 if k == 'every' else 1):
+                raise Ssl3dError(f"ProbeConfig.{k}={getattr(self, k)} is out of range")
         for k in ('volumes', 'val_volumes'):
             if int(getattr(self, k)) < 1: raise Ssl3dError(f"ProbeConfig.{k}={getattr(self, k)} must be >= 1")
 
@@ -61,7 +62,9 @@ class LinearProbe(nn.Module):
         out, k = 0, 0
         for f, c in zip(feats, self.channels):
             w = self.weight[:, k:k + c]; k += c
-            out = out + F.interpolate(torch.einsum('kc,bc...->bk...', w, f), size=size, mode='trilinear', align_corners=False)
+            out = out + F.interpolate(
+                torch.einsum('kc,bc...->bk...', w, f), size=size, mode='trilinear', align_corners=False
+            )
         return out + self.bias.view(1, -1, 1, 1, 1)
     def forward(self, v:torch.Tensor) -> torch.Tensor: return v @ self.weight.T + self.bias  # (N, C) sampled voxels
 
@@ -69,11 +72,17 @@ def _sampled_features(feats:list, size, idx:torch.Tensor) -> torch.Tensor:
     "(N, ΣC) features at flat voxel indices `idx` of the input grid `size`: each stage sampled trilinearly there (as `F.interpolate` would)."
     X, Y, Z = size
     pos = torch.stack([idx // (Y * Z), (idx // Z) % Y, idx % Z], -1).float()
-    g = (2 * pos + 1) / torch.tensor([X, Y, Z], dtype=torch.float32, device=idx.device) - 1  # voxel centres, align_corners=False
+    g = (2 * pos + 1) / torch.tensor(
+        [X, Y, Z], dtype=torch.float32, device=idx.device
+    ) - 1  # voxel centres, align_corners=False
     grid = g.flip(-1).view(1, -1, 1, 1, 3)  # grid_sample wants (z, y, x)
     out = []
     for f in feats:
-        out.append(F.grid_sample(f, grid.to(f.dtype), mode='bilinear', padding_mode='border', align_corners=False)[0, :, :, 0, 0].T)
+        out.append(
+            F.grid_sample(f, grid.to(f.dtype), mode='bilinear', padding_mode='border', align_corners=False)[
+                0, :, :, 0, 0
+            ].T
+        )
     return torch.cat(out, 1)
 
 # %% ../nbs/46_probe.ipynb 11
@@ -101,7 +110,9 @@ def fit_probe(encoder:nn.Module, # frozen (eval mode) encoder
         for img, lab in fit:
             xp, size = _pad32(img[None].float().to(dev))
             feats = _stages(encoder, xp)
-            yp = F.pad(lab[None, None].long(), [v for s in reversed(size) for v in (0, (-s) % 32)], value=-1)[0, 0].reshape(-1)
+            yp = F.pad(lab[None, None].long(), [v for s in reversed(size) for v in (0, (-s) % 32)], value=-1)[
+                0, 0
+            ].reshape(-1)
             idx = []
             for k in range(n_classes):
                 where = np.flatnonzero(yp.numpy() == k)
@@ -109,12 +120,18 @@ def fit_probe(encoder:nn.Module, # frozen (eval mode) encoder
             idx = torch.as_tensor(np.concatenate(idx))
             X.append(_sampled_features(feats, xp.shape[2:], idx.to(dev))); Y.append(yp[idx].to(dev))
     X, Y = torch.cat(X), torch.cat(Y)
-    full = torch.stack([torch.bincount(l[l >= 0].reshape(-1), minlength=n_classes)[:n_classes] for _, l in fit]).sum(0).double()
+    full = (
+        torch.stack([torch.bincount(l[l >= 0].reshape(-1), minlength=n_classes)[:n_classes] for _, l in fit])
+        .sum(0)
+        .double()
+    )
     mu, sd = X.mean(0), X.std(0).clamp_min(1e-6)  # standardised features: one learning rate suits every stage
     probe = LinearProbe([f.shape[1] for f in feats], n_classes).to(dev)
     Xs = (X - mu) / sd
     with torch.enable_grad():  # the trainer calls eval_fn under no_grad
-        opt = torch.optim.LBFGS(probe.parameters(), lr=1, max_iter=cfg.steps, history_size=20, line_search_fn='strong_wolfe')
+        opt = torch.optim.LBFGS(
+            probe.parameters(), lr=1, max_iter=cfg.steps, history_size=20, line_search_fn='strong_wolfe'
+        )
         def closure():
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(probe(Xs), Y) + cfg.weight_decay * probe.weight.pow(2).sum()
@@ -123,8 +140,12 @@ def fit_probe(encoder:nn.Module, # frozen (eval mode) encoder
     with torch.no_grad(): loss = F.cross_entropy(probe(Xs), Y)  # final fit loss (without the penalty)
     with torch.no_grad():  # fold the standardisation into the weights: W' = W / sd, b' = b - W' mu
         probe.weight.div_(sd); probe.bias.sub_(probe.weight @ mu)
-        seen = torch.bincount(Y, minlength=n_classes).double()  # logit adjustment: balanced sample → the volumes' class prior
-        adj = torch.where((full > 0) & (seen > 0), (full / full.sum()).log() - (seen / seen.sum()).log(), torch.zeros_like(full))
+        seen = torch.bincount(
+            Y, minlength=n_classes
+        ).double()  # logit adjustment: balanced sample → the volumes' class prior
+        adj = torch.where(
+            (full > 0) & (seen > 0), (full / full.sum()).log() - (seen / seen.sum()).log(), torch.zeros_like(full)
+        )
         probe.bias.add_(adj.float().to(dev))
         train_dice = _dice(probe(X).argmax(1), Y, n_classes)
         ds = []
@@ -133,7 +154,11 @@ def fit_probe(encoder:nn.Module, # frozen (eval mode) encoder
             pred = probe.logits(_stages(encoder, xp), xp.shape[2:])[0].argmax(0)[:size[0], :size[1], :size[2]].cpu()
             ds.append(_dice(pred, lab.long(), n_classes))
     ds = [d for d in ds if not math.isnan(d)]
-    return dict(probe_dice=float(np.mean(ds)) if ds else float('nan'), probe_train_dice=train_dice, probe_loss=float(loss.detach()))
+    return dict(
+        probe_dice=float(np.mean(ds)) if ds else float('nan'),
+        probe_train_dice=train_dice,
+        probe_loss=float(loss.detach()),
+    )
 
 # %% ../nbs/46_probe.ipynb 15
 class OnlineProbe:
@@ -158,11 +183,15 @@ class OnlineProbe:
         if not self.fit or not self.val: raise DataError("probe: needs at least one fit and one validation volume")
 
     def __call__(self, model:nn.Module, step:int) -> dict:
-        tr = model.transfer() if callable(getattr(model, 'transfer', None)) else {'encoder': getattr(model, 'encoder', None)}
+        tr = (
+            model.transfer()
+            if callable(getattr(model, 'transfer', None))
+            else {'encoder': getattr(model, 'encoder', None)}
+        )
         enc = tr.get('encoder')
         if not isinstance(enc, nn.Module): raise Ssl3dError(f"probe: {type(model).__name__} transfers no encoder")
         was = enc.training; enc.eval()
-        try: return fit_probe(enc, self.fit, self.val, self.n_classes, self.cfg, step)
+        try:return fit_probe(enc, self.fit, self.val, self.n_classes, self.cfg, step)
         finally: enc.train(was)
 
 def plot_probe(run_dir:str|Path # a pretraining run folder with eval.csv
@@ -176,7 +205,8 @@ def plot_probe(run_dir:str|Path # a pretraining run folder with eval.csv
     s = [int(r['step']) for r in rows]
     fig, ax = plt.subplots(figsize=(4.5, 2.8))
     ax.plot(s, [float(r['probe_dice']) for r in rows], 'o-', label='validation Dice')
-    if 'probe_train_dice' in rows[0]: ax.plot(s, [float(r['probe_train_dice']) for r in rows], 's--', alpha=.6, label='fit Dice (sampled voxels)')
+    if 'probe_train_dice' in rows[0]:
+        ax.plot(s, [float(r['probe_train_dice']) for r in rows], 's--', alpha=0.6, label='fit Dice (sampled voxels)')
     ax.set_xlabel('pretraining step'); ax.set_ylabel('linear-probe Dice'); ax.set_ylim(0, 1); ax.legend(fontsize=7)
     ax.set_title(run_dir.name, fontsize=9); fig.tight_layout()
     out = run_dir/'probe.png'; fig.savefig(out, dpi=100); plt.close(fig)

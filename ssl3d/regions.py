@@ -28,15 +28,18 @@ class RegionConfig:
     intensity_range: tuple = (0.0, 1.0)  # input values mapped to 0 and 255 (1 for SLIC); outside is clipped
 
     def __post_init__(self):
-        if self.method not in REGION_METHODS: raise Ssl3dError(f"RegionConfig.method={self.method!r}; choose one of {list(REGION_METHODS)}")
+        if self.method not in REGION_METHODS:
+            raise Ssl3dError(f"RegionConfig.method={self.method!r}; choose one of {list(REGION_METHODS)}")
         for k in ('scale', 'compactness'):
             if not getattr(self, k) > 0: raise Ssl3dError(f"RegionConfig.{k}={getattr(self, k)}: must be > 0")
         if self.sigma < 0: raise Ssl3dError(f"RegionConfig.sigma={self.sigma}: must be >= 0")
         for k in ('min_size', 'supervoxel_size'):
             if int(getattr(self, k)) < 1: raise Ssl3dError(f"RegionConfig.{k}={getattr(self, k)}: must be >= 1")
-        if self.slice_axis not in (0, 1, 2): raise Ssl3dError(f"RegionConfig.slice_axis={self.slice_axis}: must be 0, 1 or 2")
+        if self.slice_axis not in (0, 1, 2):
+            raise Ssl3dError(f"RegionConfig.slice_axis={self.slice_axis}: must be 0, 1 or 2")
         lo, hi = (tuple(self.intensity_range) + (None, None))[:2]
-        if lo is None or not hi > lo: raise Ssl3dError(f"RegionConfig.intensity_range={self.intensity_range!r}: expected (lo, hi) with hi > lo")
+        if lo is None or not hi > lo:
+            raise Ssl3dError(f"RegionConfig.intensity_range={self.intensity_range!r}: expected (lo, hi) with hi > lo")
 
 # %% ../nbs/12_regions.ipynb 10
 def _skimage():
@@ -44,13 +47,16 @@ def _skimage():
         import skimage.segmentation, skimage.measure
         return skimage
     except ImportError as e:
-        raise Ssl3dError("ssl3d.regions needs scikit-image (pip install 'scikit-image>=0.21'; it is in ssl3d's requirements)") from e
+        raise Ssl3dError(
+            "ssl3d.regions needs scikit-image (pip install 'scikit-image>=0.21'; it is in ssl3d's requirements)"
+        ) from e
 
 def connected_relabel(labels:np.ndarray # integer label map (any ids >= 0), 2D or 3D
                      )->np.ndarray: # int64 map with labels 0..K-1, each one connected piece
     "Split every label into its connected components (full connectivity) and number them 0..K-1."
     labels = np.asarray(labels)
-    if labels.size and labels.min() < 0: raise Ssl3dError(f"connected_relabel: labels must be >= 0, got min {labels.min()}")
+    if labels.size and labels.min() < 0:
+        raise Ssl3dError(f"connected_relabel: labels must be >= 0, got min {labels.min()}")
     out = _skimage().measure.label(labels.astype(np.int64) + 1, background=0, connectivity=labels.ndim)
     return out.astype(np.int64) - 1
 

@@ -60,7 +60,9 @@ def landmark_centre(shape:Sequence[float], # volume shape (X, Y, Z) in voxels
                     box:tuple|None=None # optional (start, size) body box: centre and jitter use it instead (VP-A7)
                    ) -> np.ndarray: # (3,) landmark in voxel edge coordinates
     "Reference landmark: centre of the volume (or body box) plus uniform jitter `U(±η·V_a)` per axis."
-    start, size = (np.zeros(3), _vec3(shape, 'shape')) if box is None else (_vec3(box[0], 'box start'), _vec3(box[1], 'box size'))
+    start, size = (
+        (np.zeros(3), _vec3(shape, 'shape')) if box is None else (_vec3(box[0], 'box start'), _vec3(box[1], 'box size'))
+    )
     if (size <= 0).any(): raise Ssl3dError(f"landmark_centre: size {size.tolist()} must be positive")
     if eta < 0: raise Ssl3dError(f"eta={eta}: must be >= 0")
     L = start + size / 2
@@ -153,7 +155,8 @@ class VectorTargets:
 
     def __post_init__(self):
         _check_n(self.n_vectors)
-        if self.index_mode not in INDEX_MODES: raise Ssl3dError(f"index_mode={self.index_mode!r}: must be one of {INDEX_MODES}")
+        if self.index_mode not in INDEX_MODES:
+            raise Ssl3dError(f"index_mode={self.index_mode!r}: must be one of {INDEX_MODES}")
         if self.units not in ('voxel', 'mm'): raise Ssl3dError(f"units={self.units!r}: must be 'voxel' or 'mm'")
         if not 0 <= self.eta < 0.5: raise Ssl3dError(f"eta={self.eta}: must be in [0, 0.5)")
 
@@ -184,7 +187,8 @@ def _scharr_weight(dtype, device) -> torch.Tensor:
 def scharr3d(x:torch.Tensor # (B, C, X, Y, Z) or (C, X, Y, Z) float volume(s)
             ) -> torch.Tensor: # |∇x|, same shape as x, ≥ 0
     "3D Scharr gradient magnitude per channel, separable kernels, replicate padding (§1.9, VP-A9)."
-    if x.ndim not in (4, 5): raise Ssl3dError(f"scharr3d: expected (B,C,X,Y,Z) or (C,X,Y,Z), got shape {tuple(x.shape)}")
+    if x.ndim not in (4, 5):
+        raise Ssl3dError(f"scharr3d: expected (B,C,X,Y,Z) or (C,X,Y,Z), got shape {tuple(x.shape)}")
     if not x.is_floating_point(): x = x.float()
     shp = x.shape
     y = F.pad(x.reshape(-1, 1, *shp[-3:]), (1,) * 6, mode='replicate')
@@ -204,14 +208,16 @@ def edge_target(x:torch.Tensor, # (B, C, X, Y, Z) or (C, X, Y, Z), intensities i
     return g / (g.flatten(-3).amax(-1)[..., None, None, None] + eps)
 
 # %% ../nbs/20_targets.ipynb 37
-def boundary_distance(mask:np.ndarray|torch.Tensor # (X, Y, Z) bool mask of one class
-                     ) -> np.ndarray: # float64 (X, Y, Z): EDT − 1 inside the mask (voxels), 0 outside, inf if the mask fills the array
+def boundary_distance(
+    mask: np.ndarray | torch.Tensor,  # (X, Y, Z) bool mask of one class
+) -> np.ndarray:  # float64 (X, Y, Z): EDT − 1 inside the mask (voxels), 0 outside, inf if the mask fills the array
     "Distance D(S) of every voxel of `mask` to the mask's boundary (MX-A7: EDT − 1, the array border is no boundary)."
     from scipy.ndimage import distance_transform_edt
     m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).astype(bool)
     if m.ndim != 3: raise Ssl3dError(f"boundary_distance: mask must be (X, Y, Z), got shape {m.shape}")
     if m.all(): return np.full(m.shape, np.inf)
     return np.where(m, distance_transform_edt(m) - 1., 0.)
+
 
 def boundary_weight(distance:np.ndarray, # D from `boundary_distance` (voxels, may be inf)
                     mu:float=8., # μ: decay length (voxels); the weight peaks at D = μ/2
@@ -242,12 +248,13 @@ def class_weight_map(label:np.ndarray|torch.Tensor, # (X, Y, Z) or (1, X, Y, Z) 
     return w
 
 # %% ../nbs/20_targets.ipynb 43
-def sample_class_positions(label:np.ndarray|torch.Tensor, # (X, Y, Z) or (1, X, Y, Z) integer label map
-                           budget:int, # r: positions per class present
-                           rng:np.random.Generator, # the item's generator
-                           weights:np.ndarray|None=None, # (X, Y, Z) sampling weights (default `class_weight_map(label)`)
-                           ignore:int|None=-1 # label value never sampled
-                          ) -> tuple: # (positions (N, 3) int64 voxel indices, labels (N,) int64), classes in ascending order
+def sample_class_positions(
+    label: np.ndarray | torch.Tensor,  # (X, Y, Z) or (1, X, Y, Z) integer label map
+    budget: int,  # r: positions per class present
+    rng: np.random.Generator,  # the item's generator
+    weights: np.ndarray | None = None,  # (X, Y, Z) sampling weights (default `class_weight_map(label)`)
+    ignore: int | None = -1,  # label value never sampled
+) -> tuple:  # (positions (N, 3) int64 voxel indices, labels (N,) int64), classes in ascending order
     "Draw `budget` voxels of every class of `label` with probability ∝ `weights` (MixCL pixel sampling, MX-A6)."
     y = np.asarray(label.cpu() if isinstance(label, torch.Tensor) else label)
     if y.ndim == 4 and y.shape[0] == 1: y = y[0]
@@ -261,7 +268,12 @@ def sample_class_positions(label:np.ndarray|torch.Tensor, # (X, Y, Z) or (1, X, 
         idx = np.flatnonzero(flat_y == c)
         p = flat_w[idx].clip(0)
         p = p / p.sum() if p.sum() > 0 else None
-        pick = rng.choice(idx, size=int(budget), replace=len(idx) < int(budget) or (p is not None and (p > 0).sum() < int(budget)), p=p)
+        pick = rng.choice(
+            idx,
+            size=int(budget),
+            replace=len(idx) < int(budget) or (p is not None and (p > 0).sum() < int(budget)),
+            p=p,
+        )
         pos.append(np.stack(np.unravel_index(pick, y.shape), 1)); lab.append(np.full(int(budget), int(c)))
     if not pos: return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
     return np.concatenate(pos).astype(np.int64), np.concatenate(lab).astype(np.int64)

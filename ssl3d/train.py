@@ -47,7 +47,9 @@ class TrainConfig:
     seed: int = 0  # seed of the data order and of the RNGs at the start
     progress: bool|None = None  # tqdm bar on rank 0; None: only when stderr is a terminal
     find_unused_parameters: bool = False  # DDP: allow parameters without gradient in a step
-    logger: str = 'csv'  # 'csv' (log.csv) or 'tensorboard' (log.csv and event files in tb/; needs the tensorboard extra)
+    logger: str = (
+        'csv'  # 'csv' (log.csv) or 'tensorboard' (log.csv and event files in tb/; needs the tensorboard extra)
+    )
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -56,7 +58,8 @@ class TrainConfig:
         for k in ('warmup', 'ckpt_every', 'eval_every', 'num_workers', 'seed'):
             if int(getattr(self, k)) < 0: raise Ssl3dError(f"TrainConfig.{k}={getattr(self, k)} must be >= 0")
         for k, ok in (('schedule', _SCHEDULES), ('amp', _AMP), ('optimizer', _OPTIMIZERS), ('logger', _LOGGERS)):
-            if getattr(self, k) not in ok: raise Ssl3dError(f"TrainConfig.{k}={getattr(self, k)!r}; choose one of {list(ok)}")
+            if getattr(self, k) not in ok:
+                raise Ssl3dError(f"TrainConfig.{k}={getattr(self, k)!r}; choose one of {list(ok)}")
         if self.clip_grad is not None and not self.clip_grad > 0:
             raise Ssl3dError(f"TrainConfig.clip_grad={self.clip_grad} must be > 0 or None")
 
@@ -105,16 +108,25 @@ def load_checkpoint(path:str|Path, # a file written by `save_checkpoint`
 
 def _git(*args) -> str|None:
     try:
-        r = subprocess.run(['git', *args], cwd=Path(ssl3d.__file__).resolve().parent, capture_output=True, text=True, timeout=10)
+        r = subprocess.run(
+            ['git', *args], cwd=Path(ssl3d.__file__).resolve().parent, capture_output=True, text=True, timeout=10
+        )
         return r.stdout.strip() if r.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError): return None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 def provenance(**extra # e.g. method=..., config=..., dataset=... (fingerprint)
               ) -> dict:
     "Provenance of a run: ssl3d/torch versions, git commit of the ssl3d source (None outside a repo), plus `extra`."
     commit = _git('rev-parse', 'HEAD')
     dirty = None if commit is None else _git('status', '--porcelain', '--untracked-files=no') not in ('', None)
-    return {'version': ssl3d.__version__, 'torch': str(torch.__version__), 'git_commit': commit, 'git_dirty': dirty, **extra}
+    return {
+        'version': ssl3d.__version__,
+        'torch': str(torch.__version__),
+        'git_commit': commit,
+        'git_dirty': dirty,
+        **extra,
+    }
 
 _provenance = provenance  # `Trainer(provenance=...)` shadows the name
 
@@ -162,7 +174,8 @@ _RUN_CONTROL = {'num_workers', 'progress', 'log_every', 'device', 'eval_every', 
 def _to_device(batch, device):
     if isinstance(batch, Tensor): return batch.to(device, non_blocking=True)
     if isinstance(batch, dict): return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], Tensor): return type(batch)(_to_device(v, device) for v in batch)
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], Tensor):
+        return type(batch)(_to_device(v, device) for v in batch)
     return batch
 
 def _read_csv(path):
@@ -183,7 +196,9 @@ def _truncate_csv(path, step):
 def _append_csv(path, cols, rows):
     header, _ = _read_csv(path)
     if header is not None and header != cols:
-        raise Ssl3dError(f"{path}: columns {header} differ from this run's {cols}; use a new out_dir or fit(resume=False)")
+        raise Ssl3dError(
+            f"{path}: columns {header} differ from this run's {cols}; use a new out_dir or fit(resume=False)"
+        )
     with open(path, 'a', newline='') as f:
         w = csv.DictWriter(f, cols)
         if header is None: w.writeheader()
@@ -192,24 +207,33 @@ def _append_csv(path, cols, rows):
 # %% ../nbs/60_train.ipynb 24
 class Trainer:
     "Train any `model(batch) -> {'loss': ..., **terms}` on a map-style dataset; see the module docs for the files it writes."
-    def __init__(self, model:nn.Module, # forward(batch) -> dict of scalar tensors with 'loss'; optional after_step(step, total)
-                 dataset, # map-style dataset of item dicts (e.g. `PretextDataset`); `set_epoch` is called if present
-                 config:TrainConfig|dict|None=None, # a TrainConfig, a dict of overrides, or None for the defaults
-                 out_dir:str|Path='run', # folder for config.json, log.csv, checkpoint.pt, final.pt
-                 collate:Callable|None=None, # batch collation; default `ssl3d.methods.core.collate`
-                 eval_fn:Callable|None=None, # eval_fn(model, step) -> dict of numbers, run on rank 0 in eval mode
-                 provenance:dict|None=None # method, config, dataset fingerprint ...; version and commit are added
-                ):
+
+    def __init__(
+        self,
+        model: nn.Module,  # forward(batch) -> dict of scalar tensors with 'loss'; optional after_step(step, total)
+        dataset,  # map-style dataset of item dicts (e.g. `PretextDataset`); `set_epoch` is called if present
+        config: TrainConfig | dict | None = None,  # a TrainConfig, a dict of overrides, or None for the defaults
+        out_dir: str | Path = 'run',  # folder for config.json, log.csv, checkpoint.pt, final.pt
+        collate: Callable | None = None,  # batch collation; default `ssl3d.methods.core.collate`
+        eval_fn: Callable | None = None,  # eval_fn(model, step) -> dict of numbers, run on rank 0 in eval mode
+        provenance: dict | None = None,  # method, config, dataset fingerprint ...; version and commit are added
+    ):
         if isinstance(config, dict): config = train_config(**config)
         self.config = config if config is not None else TrainConfig()
-        if not isinstance(self.config, TrainConfig): raise Ssl3dError(f"Trainer: config must be a TrainConfig or dict, got {type(config).__name__}")
+        if not isinstance(self.config, TrainConfig):
+            raise Ssl3dError(f"Trainer: config must be a TrainConfig or dict, got {type(config).__name__}")
         if not hasattr(dataset, '__len__') or not hasattr(dataset, '__getitem__'):
-            raise Ssl3dError(f"Trainer: dataset must be a map-style dataset (len and indexing); got {type(dataset).__name__}")
+            raise Ssl3dError(
+                f"Trainer: dataset must be a map-style dataset (len and indexing); got {type(dataset).__name__}"
+            )
         self.model, self.dataset, self.out_dir = model, dataset, Path(out_dir)
         self.collate, self.eval_fn = collate or default_collate, eval_fn
         prov = {}
         if dataclasses.is_dataclass(getattr(model, 'config', None)):
-            prov = {'method': getattr(model, 'name', '') or type(model).__name__, 'method_config': config_to_dict(model.config)}
+            prov = {
+                'method': getattr(model, 'name', '') or type(model).__name__,
+                'method_config': config_to_dict(model.config),
+            }
         self.provenance = _plain({**_provenance(**prov), **(provenance or {})})
         self.step, self.history = 0, {'train': [], 'eval': []}
 
@@ -230,14 +254,22 @@ def _fit(self:Trainer,
     try:
         if self.rank == 0:
             check_writable(self.out_dir, 'run folder')
-            for p in remove_stale_tmp(self.out_dir): warnings.warn(f"{p}: removed a temporary file left by an interrupted save")
+            for p in remove_stale_tmp(self.out_dir):
+                warnings.warn(f"{p}: removed a temporary file left by an interrupted save")
         self._build()
         start = self._resume() if resume and self.checkpoint_path.exists() else self._fresh()
-        if self.rank == 0: save_json({'train': config_to_dict(cfg), 'provenance': self.provenance, 'world_size': self.world}, self.config_path)
+        if self.rank == 0:
+            save_json(
+                {'train': config_to_dict(cfg), 'provenance': self.provenance, 'world_size': self.world},
+                self.config_path,
+            )
         model = self.raw
         if self.world > 1:
-            model = nn.parallel.DistributedDataParallel(self.raw, device_ids=[self.device.index] if self.device.type == 'cuda' else None,
-                                                        find_unused_parameters=cfg.find_unused_parameters)
+            model = nn.parallel.DistributedDataParallel(
+                self.raw,
+                device_ids=[self.device.index] if self.device.type == 'cuda' else None,
+                find_unused_parameters=cfg.find_unused_parameters,
+            )
         target = cfg.steps if stop_at is None else min(int(stop_at), cfg.steps)
         self.history, self._buf, self.step = {'train': [], 'eval': []}, [], start
         bar = None
@@ -334,7 +366,9 @@ def _build(self:Trainer):
     if cfg.optimizer == 'adamw':
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     else:
-        self.opt = torch.optim.SGD(self.params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.SGD(
+            self.params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay
+        )
     self.sched = torch.optim.lr_scheduler.LambdaLR(
         self.opt, functools.partial(lr_factor, total=cfg.steps, schedule=cfg.schedule, warmup=cfg.warmup))
     self.amp_dtype = None
@@ -345,7 +379,9 @@ def _build(self:Trainer):
     n = len(self.dataset)
     self.per_epoch = n // (cfg.batch_size * self.world)
     if self.per_epoch == 0:
-        raise Ssl3dError(f"Trainer: the dataset has {n} items, fewer than batch_size × world size = {cfg.batch_size} × {self.world}")
+        raise Ssl3dError(
+            f"Trainer: the dataset has {n} items, fewer than batch_size × world size = {cfg.batch_size} × {self.world}"
+        )
     self.terms, self._last_ckpt = None, None
     self._tb = tensorboard_writer(self.out_dir/'tb') if cfg.logger == 'tensorboard' and self.rank == 0 else None
 
@@ -384,7 +420,9 @@ def _batches(self:Trainer, start:int):
     while True:
         epoch, pos = divmod(step, self.per_epoch)
         if hasattr(self.dataset, 'set_epoch'): self.dataset.set_epoch(epoch)
-        sampler = _EpochBatches(len(self.dataset), cfg.batch_size, self.world, self.rank, cfg.seed, epoch, pos, self.per_epoch)
+        sampler = _EpochBatches(
+            len(self.dataset), cfg.batch_size, self.world, self.rank, cfg.seed, epoch, pos, self.per_epoch
+        )
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate,
                                              num_workers=cfg.num_workers, pin_memory=self.device.type == 'cuda',
                                              generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
@@ -408,7 +446,10 @@ def _train_step(self:Trainer, model, batch, epoch):
     if self.terms is None: self.terms = _check_terms(out)
     self.opt.zero_grad(set_to_none=True)
     self.scaler.scale(out['loss']).backward()
-    vals = [out[k].detach().float().reshape(()) if k in out else torch.full((), float('nan'), device=self.device) for k in self.terms]
+    vals = [
+        out[k].detach().float().reshape(()) if k in out else torch.full((), float('nan'), device=self.device)
+        for k in self.terms
+    ]
     if cfg.clip_grad:
         self.scaler.unscale_(self.opt)
         vals.append(torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_grad).detach().float())
@@ -436,15 +477,18 @@ def _flush(self:Trainer):
     bad_at = next((i for i, r in enumerate(rows) if not all(math.isfinite(r[k]) for k in self.terms)), None)
     if bad_at is not None: rows = rows[:bad_at + 1]
     if self.rank == 0: _append_csv(self.log_path, cols, rows)
-    if getattr(self, '_tb', None) is not None: _tb_rows(self._tb, [{k: v for k, v in r.items() if k not in extra} for r in rows], 'train/')
+    if getattr(self, '_tb', None) is not None:
+        _tb_rows(self._tb, [{k: v for k, v in r.items() if k not in extra} for r in rows], 'train/')
     self.history['train'] += rows
     if bad_at is not None:
         r = rows[-1]
         bad = [k for k in self.terms if not math.isfinite(r[k])]
         keep = (f"the last good checkpoint {self.checkpoint_path} (step {self._last_ckpt}) was kept" if self._last_ckpt
                 else "no checkpoint had been written yet")
-        raise NonFiniteLoss(f"non-finite loss at step {r['step']}: {', '.join(f'{k}={r[k]}' for k in bad)}; training stopped, "
-                            f"{keep}. Try a lower lr, clip_grad, or amp='off'.")
+        raise NonFiniteLoss(
+            f"non-finite loss at step {r['step']}: {', '.join(f'{k}={r[k]}' for k in bad)}; training stopped, "
+            f"{keep}. Try a lower lr, clip_grad, or amp='off'."
+        )
     if self._bar is not None: self._bar.set_postfix({k: f'{rows[-1][k]:.4g}' for k in self.terms})
 
 def _eval(self:Trainer):

@@ -55,32 +55,45 @@ def _log2_patch(p):
 
 class ViTEncoder(nn.Module):
     "3D ViT (MONAI `ViT` blocks): x → [x, hidden maps of `skip_layers`..., normalised last map]."
-    def __init__(self, in_channels:int=1, # input channels
-                 img_size:tuple=(96, 96, 96), # crop size the position embedding is stored for (others are resampled)
-                 patch_size:int=16, # cubic patch side p (power of two for the UNETR decoder)
-                 hidden_size:int=768, # token width D
-                 mlp_dim:int=3072, # MLP width inside each block
-                 num_layers:int=12, # transformer blocks
-                 num_heads:int=12, # attention heads
-                 pos_embed:str='learnable', # 'learnable' or 'sincos' (fixed)
-                 dropout:float=0.0, # dropout rate in the blocks
-                 qkv_bias:bool=False, # bias in the qkv projection (MONAI's default: False)
-                 skip_layers:tuple|None=None, # blocks whose hidden states feed the decoder (None: `default_skip_layers`)
-                ):
+    def __init__(
+        self,
+        in_channels: int = 1,  # input channels
+        img_size: tuple = (96, 96, 96),  # crop size the position embedding is stored for (others are resampled)
+        patch_size: int = 16,  # cubic patch side p (power of two for the UNETR decoder)
+        hidden_size: int = 768,  # token width D
+        mlp_dim: int = 3072,  # MLP width inside each block
+        num_layers: int = 12,  # transformer blocks
+        num_heads: int = 12,  # attention heads
+        pos_embed: str = 'learnable',  # 'learnable' or 'sincos' (fixed)
+        dropout: float = 0.0,  # dropout rate in the blocks
+        qkv_bias: bool = False,  # bias in the qkv projection (MONAI's default: False)
+        skip_layers: tuple | None = None,  # blocks whose hidden states feed the decoder (None: `default_skip_layers`)
+    ):
         super().__init__()
         img_size = tuple(int(s) for s in ((img_size,) * 3 if isinstance(img_size, int) else img_size))
         if len(img_size) != 3 or any(s % patch_size for s in img_size):
             raise Ssl3dError(f"ViTEncoder: img_size={img_size} must be 3 multiples of patch_size={patch_size}")
-        if hidden_size % num_heads: raise Ssl3dError(f"ViTEncoder: hidden_size={hidden_size} is not divisible by num_heads={num_heads}")
+        if hidden_size % num_heads:
+            raise Ssl3dError(f"ViTEncoder: hidden_size={hidden_size} is not divisible by num_heads={num_heads}")
         L = _log2_patch(patch_size)
         self.skip_layers = tuple(skip_layers) if skip_layers is not None else default_skip_layers(num_layers, L - 1)
         if len(self.skip_layers) != L - 1 or not all(0 <= i < num_layers for i in self.skip_layers):
-            raise Ssl3dError(f"ViTEncoder: skip_layers={self.skip_layers} must be {L - 1} block indices in [0, {num_layers})")
+            raise Ssl3dError(
+                f"ViTEncoder: skip_layers={self.skip_layers} must be {L - 1} block indices in [0, {num_layers})"
+            )
         self.vit = ViT(in_channels, img_size, patch_size, hidden_size, mlp_dim, num_layers, num_heads, proj_type='conv',
                        pos_embed_type=pos_embed, dropout_rate=dropout, qkv_bias=qkv_bias)
-        for blk in self.vit.blocks:   # MONAI keeps an unused cross-attention LayerNorm: freeze it (kept for MONAI's names;
-            if not blk.with_cross_attention: blk.norm_cross_attn.requires_grad_(False)   # DDP needs every trainable param used)
-        self.in_channels, self.img_size, self.patch_size, self.hidden_size = in_channels, img_size, patch_size, hidden_size
+        for (
+            blk
+        ) in self.vit.blocks:  # MONAI keeps an unused cross-attention LayerNorm: freeze it (kept for MONAI's names;
+            if not blk.with_cross_attention:
+                blk.norm_cross_attn.requires_grad_(False)  # DDP needs every trainable param used)
+        self.in_channels, self.img_size, self.patch_size, self.hidden_size = (
+            in_channels,
+            img_size,
+            patch_size,
+            hidden_size,
+        )
         self.num_layers, self.grid0 = num_layers, tuple(s // patch_size for s in img_size)
         self.out_channels = [in_channels] + [hidden_size] * L
         self.feature_strides = [(1, 1, 1)] + [(patch_size,) * 3] * L
@@ -140,10 +153,26 @@ class UNETRDecoder(nn.Module):
         self.out_channels = feature_size if out_channels is None else int(out_channels)
         self.levels, self.patch_size = L, patch_size
         w = [self.out_channels] + [feature_size * 2**i for i in range(1, L)] + [hidden_size]   # width at stride 2^i
-        self.encoder1 = UnetrBasicBlock(3, in_channels, w[0], kernel_size=3, stride=1, norm_name=norm_name, res_block=res_block)
+        self.encoder1 = UnetrBasicBlock(
+            3, in_channels, w[0], kernel_size=3, stride=1, norm_name=norm_name, res_block=res_block
+        )
         for i in range(1, L):
-            setattr(self, f'encoder{i + 1}', UnetrPrUpBlock(3, hidden_size, w[i], num_layer=L - 1 - i, kernel_size=3, stride=1,
-                                                            upsample_kernel_size=2, norm_name=norm_name, conv_block=True, res_block=res_block))
+            setattr(
+                self,
+                f'encoder{i + 1}',
+                UnetrPrUpBlock(
+                    3,
+                    hidden_size,
+                    w[i],
+                    num_layer=L - 1 - i,
+                    kernel_size=3,
+                    stride=1,
+                    upsample_kernel_size=2,
+                    norm_name=norm_name,
+                    conv_block=True,
+                    res_block=res_block,
+                ),
+            )
         for i in range(L - 1, -1, -1):
             setattr(self, f'decoder{i + 2}', UnetrUpBlock(3, w[i + 1], w[i], kernel_size=3, upsample_kernel_size=2,
                                                           norm_name=norm_name, res_block=res_block))
@@ -153,8 +182,12 @@ class UNETRDecoder(nn.Module):
                )->torch.Tensor:
         "Decode to `out_channels` features at input resolution."
         if len(features) != self.levels + 1:
-            raise Ssl3dError(f"UNETRDecoder: expected {self.levels + 1} feature maps (patch {self.patch_size}), got {len(features)}")
-        skips = [self.encoder1(features[0])] + [getattr(self, f'encoder{i + 1}')(features[i]) for i in range(1, self.levels)]
+            raise Ssl3dError(
+                f"UNETRDecoder: expected {self.levels + 1} feature maps (patch {self.patch_size}), got {len(features)}"
+            )
+        skips = [self.encoder1(features[0])] + [
+            getattr(self, f'encoder{i + 1}')(features[i]) for i in range(1, self.levels)
+        ]
         y = features[-1]
         for i in range(self.levels - 1, -1, -1): y = getattr(self, f'decoder{i + 2}')(y, skips[i])
         if size is not None and tuple(y.shape[2:]) != tuple(int(s) for s in size):
@@ -192,7 +225,18 @@ class SwinEncoder(nn.Module):
 
 class SwinUNETRDecoder(nn.Module):
     "MONAI Swin UNETR's decoder: [x, 5 hidden maps] → (B, feature_size, X, Y, Z)."
-    NAMES = ('encoder1', 'encoder2', 'encoder3', 'encoder4', 'encoder10', 'decoder5', 'decoder4', 'decoder3', 'decoder2', 'decoder1')
+    NAMES = (
+        'encoder1',
+        'encoder2',
+        'encoder3',
+        'encoder4',
+        'encoder10',
+        'decoder5',
+        'decoder4',
+        'decoder3',
+        'decoder2',
+        'decoder1',
+    )
     def __init__(self, net:SwinUNETR, # the MONAI network the modules are taken from
                  feature_size:int, # its feature size (the output width)
                 ):
@@ -212,9 +256,23 @@ class SwinUNETRDecoder(nn.Module):
         return y
 
 # %% ../nbs/42_transformers.ipynb 20
-VIT_PRESETS = {'tiny': dict(img_size=(32, 32, 16), patch_size=8, hidden_size=48, mlp_dim=192, num_layers=2, num_heads=3, feature_size=8),
-               'cpu-small': dict(img_size=(64, 64, 32), patch_size=8, hidden_size=96, mlp_dim=384, num_layers=4, num_heads=4, feature_size=16),
-               'paper': dict(img_size=(96, 96, 96), patch_size=16, hidden_size=768, mlp_dim=3072, num_layers=12, num_heads=12, feature_size=16)}
+VIT_PRESETS = {
+    'tiny': dict(
+        img_size=(32, 32, 16), patch_size=8, hidden_size=48, mlp_dim=192, num_layers=2, num_heads=3, feature_size=8
+    ),
+    'cpu-small': dict(
+        img_size=(64, 64, 32), patch_size=8, hidden_size=96, mlp_dim=384, num_layers=4, num_heads=4, feature_size=16
+    ),
+    'paper': dict(
+        img_size=(96, 96, 96),
+        patch_size=16,
+        hidden_size=768,
+        mlp_dim=3072,
+        num_layers=12,
+        num_heads=12,
+        feature_size=16,
+    ),
+}
 SWIN_PRESETS = {'tiny': dict(feature_size=12, depths=(1, 1, 1, 1), num_heads=(3, 6, 12, 24)),
                 'cpu-small': dict(feature_size=24, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24)),
                 'paper': dict(feature_size=48, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24))}

@@ -154,7 +154,8 @@ class RandomLocalPixelShuffle(RandomTransform, IntensityTransform):
     def __init__(self, n_windows:int=10_000, max_fraction:float=0.1, p:float=0.5, **kwargs):
         super().__init__(p=p, **kwargs)
         if n_windows < 1: raise Ssl3dError(f"RandomLocalPixelShuffle n_windows={n_windows}: must be >= 1")
-        if not 0 < max_fraction <= 1: raise Ssl3dError(f"RandomLocalPixelShuffle max_fraction={max_fraction}: must be in (0, 1]")
+        if not 0 < max_fraction <= 1:
+            raise Ssl3dError(f"RandomLocalPixelShuffle max_fraction={max_fraction}: must be in (0, 1]")
         self.n_windows, self.max_fraction = n_windows, max_fraction
 
     def apply_transform(self, subject):
@@ -203,7 +204,9 @@ class _BoxPainting(IntensityTransform):
 
     def apply_transform(self, subject):
         for name, image in self.get_images_dict(subject).items():
-            image.set_data(type(self).paint(image.data, self.get_parameter(self.boxes, name), self.get_parameter(self.seed, name)))
+            image.set_data(
+                type(self).paint(image.data, self.get_parameter(self.boxes, name), self.get_parameter(self.seed, name))
+            )
         return subject
 
 class InPainting(_BoxPainting):
@@ -365,6 +368,11 @@ def pgl_intensity_augmentation(noise_p:float=0.1, noise_variance:tuple=(0.0, 0.1
                               )->tio.Compose:
     "PGL's per-view intensity augmentation (METHODS §3.3 steps 3–6; spatial steps 1–2 are `sample_view_pair`)."
     kw = {} if include is None else dict(include=list(include))
-    return tio.Compose([RandomVarianceNoise(noise_variance, p=noise_p, **kw), RandomVoxelBlur(blur_sigma, p=blur_p, **kw),
-                        RandomBrightness(brightness, p=brightness_p, **kw),
-                        RandomRangeGamma(gamma, gamma_output, p=gamma_p, **kw)])
+    return tio.Compose(
+        [
+            RandomVarianceNoise(noise_variance, p=noise_p, **kw),
+            RandomVoxelBlur(blur_sigma, p=blur_p, **kw),
+            RandomBrightness(brightness, p=brightness_p, **kw),
+            RandomRangeGamma(gamma, gamma_output, p=gamma_p, **kw),
+        ]
+    )

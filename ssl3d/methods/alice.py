@@ -16,7 +16,8 @@ from ..core import Ssl3dError, DataError
 from ..geometry import ViewGeometry, extract_view
 from ..models import make_teacher, ema_update, cosine_momentum
 from pathlib import Path
-from ..matchers import MATCHERS, Matcher, BBoxMatcher, NCCMatcher, build_matcher, register_matcher, sample_query_centre, clamp_centre
+from ..matchers import (MATCHERS, Matcher, BBoxMatcher, NCCMatcher, build_matcher, register_matcher,
+    sample_query_centre, clamp_centre)
 from .core import build_method
 from .vectorpose import VectorPOSE, body_region  # VectorPOSE: registers 'vectorpose' for checkpoints
 from ..targets import decode_vp_logits, spherical_to_vectors, radius_of
@@ -32,7 +33,9 @@ __all__ = ['DINOHead', 'TokenCentering', 'alice_cosine', 'CASA', 'crop_at', 'fli
 class DINOHead(nn.Sequential):
     "Linear(d, h)-GELU-Linear(h, h)-GELU-Linear(h, C), applied to the last axis (tokens or vectors)."
     def __init__(self, in_dim:int, hidden:int=2048, out_dim:int=256):
-        super().__init__(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+        super().__init__(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, out_dim)
+        )
 
 class TokenCentering(nn.Module):
     "DINO's teacher centring: y − c, with c ← m·c + (1 − m)·mean(y) after each call in training."
@@ -71,7 +74,7 @@ class CASA(nn.Module):
                 ):
         super().__init__()
         self.ln_v, self.ln_h = nn.LayerNorm(query_dim), nn.LayerNorm(token_dim)
-        self.ln_y = nn.LayerNorm(token_dim, elementwise_affine=False)   # T is detached: an affine LN_Y would never train
+        self.ln_y = nn.LayerNorm(token_dim, elementwise_affine=False)  # T is detached: an affine LN_Y would never train
         self.w_q, self.w_k, self.w_v = nn.Linear(query_dim, dim), nn.Linear(token_dim, dim), nn.Linear(token_dim, dim)
         self.zeta, self.dim = nn.Linear(dim, dim), dim
 
@@ -104,7 +107,13 @@ def crop_at(volume:Tensor, # (C, X, Y, Z)
            )->tuple: # (crop (C, *size), ViewGeometry)
     "The axis-aligned crop of `size` centred at `centre`."
     s = np.asarray(size, float)
-    g = ViewGeometry(tuple(volume.shape[1:]), tuple(float(v) for v in spacing), tuple(np.asarray(centre, float) - s / 2), tuple(s), tuple(int(v) for v in size))
+    g = ViewGeometry(
+        tuple(volume.shape[1:]),
+        tuple(float(v) for v in spacing),
+        tuple(np.asarray(centre, float) - s / 2),
+        tuple(s),
+        tuple(int(v) for v in size),
+    )
     return extract_view(volume.float(), g).contiguous(), g
 
 def flip_axes(x:Tensor, # (C, X, Y, Z)
@@ -156,7 +165,8 @@ class AliceConfig(MAEConfig):
         if self.center_momentum is not None and not 0 <= self.center_momentum < 1:
             raise Ssl3dError(f"AliceConfig.center_momentum={self.center_momentum}: must be in [0, 1) or None")
         if not 0 <= self.momentum <= 1: raise Ssl3dError(f"AliceConfig.momentum={self.momentum}: must be in [0, 1]")
-        if self.matcher not in MATCHERS: raise Ssl3dError(f"AliceConfig.matcher={self.matcher!r}: registered matchers are {MATCHERS.names()}")
+        if self.matcher not in MATCHERS:
+            raise Ssl3dError(f"AliceConfig.matcher={self.matcher!r}: registered matchers are {MATCHERS.names()}")
 
 @register_method('alice')
 class Alice(MaskedViT):
@@ -259,14 +269,20 @@ class VPMatcher(Matcher):
                  threshold:float=0.25, # body threshold on [0, 1] intensities
                 ):
         if method is None:
-            if checkpoint is None: raise Ssl3dError("VPMatcher needs checkpoint= (a VectorPOSE final.pt; command line: --matcher-kwargs '{\"checkpoint\": \"runs/vp/final.pt\"}') or method=")
+            if checkpoint is None:
+                raise Ssl3dError(
+                    "VPMatcher needs checkpoint= (a VectorPOSE final.pt; command line: --matcher-kwargs '{\"checkpoint\": \"runs/vp/final.pt\"}') or method="
+                )
             path = Path(checkpoint); path = path/'final.pt' if path.is_dir() else path
             ck = load_checkpoint(path); prov = ck.get('provenance') or {}
-            if prov.get('method') != 'vectorpose': raise Ssl3dError(f"{path}: not a VectorPOSE checkpoint (method {prov.get('method')!r})")
+            if prov.get('method') != 'vectorpose':
+                raise Ssl3dError(f"{path}: not a VectorPOSE checkpoint (method {prov.get('method')!r})")
             method = build_method('vectorpose', prov['config'])
             method.load_state_dict(ck['model'])
-        if getattr(method, 'vp_head', None) is None: raise Ssl3dError("VPMatcher: the VectorPOSE model has no VP head (lam=1)")
-        if method.config.units != 'voxel': raise Ssl3dError(f"VPMatcher: units={method.config.units!r}; only 'voxel' VP heads are supported")
+        if getattr(method, 'vp_head', None) is None:
+            raise Ssl3dError("VPMatcher: the VectorPOSE model has no VP head (lam=1)")
+        if method.config.units != 'voxel':
+            raise Ssl3dError(f"VPMatcher: units={method.config.units!r}; only 'voxel' VP heads are supported")
         self.net, self.crop, self.batch = method.eval(), (int(method.config.crop_size),) * 3, int(batch)
         self.bbox = BBoxMatcher(threshold)
         self.base = base or self.bbox

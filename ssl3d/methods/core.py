@@ -63,7 +63,9 @@ def _as_config(cls, config):
     if config is None: return cls.Config()
     if isinstance(config, cls.Config): return config
     if isinstance(config, dict): return update_config(cls.Config(), **config)
-    raise Ssl3dError(f"{cls.__name__}: config must be a {cls.Config.__name__}, a dict or None, got {type(config).__name__}")
+    raise Ssl3dError(
+        f"{cls.__name__}: config must be a {cls.Config.__name__}, a dict or None, got {type(config).__name__}"
+    )
 
 # %% ../../nbs/50_methods.core.ipynb 10
 METHODS = Registry('method')
@@ -110,7 +112,8 @@ def build_method(name:str, # registered method name
     "Build the registered method `name` from a preset and/or overrides."
     cls = METHODS.get(name)
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        if preset is not None: raise Ssl3dError(f"build_method({name!r}): pass either a Config instance or preset=, not both")
+        if preset is not None:
+            raise Ssl3dError(f"build_method({name!r}): pass either a Config instance or preset=, not both")
         return cls(config)
     return cls(method_config(name, preset, **(config or {})))
 
@@ -129,9 +132,15 @@ class PretextDataset(torch.utils.data.Dataset):
                  seed:int=0 # base seed (non-negative)
                 ):
         if len(subjects) == 0: raise Ssl3dError("PretextDataset: subjects is empty")
-        if int(samples_per_volume) < 1: raise Ssl3dError(f"PretextDataset: samples_per_volume={samples_per_volume} must be >= 1")
+        if int(samples_per_volume) < 1:
+            raise Ssl3dError(f"PretextDataset: samples_per_volume={samples_per_volume} must be >= 1")
         if int(seed) < 0: raise Ssl3dError(f"PretextDataset: seed={seed} must be >= 0")
-        self.subjects, self.samples_per_volume, self.seed, self.epoch = list(subjects), int(samples_per_volume), int(seed), 0
+        self.subjects, self.samples_per_volume, self.seed, self.epoch = (
+            list(subjects),
+            int(samples_per_volume),
+            int(seed),
+            0,
+        )
         self.method = _weightless(method) if isinstance(method, nn.Module) else method
 
     def __len__(self): return len(self.subjects) * self.samples_per_volume
@@ -150,7 +159,9 @@ class PretextDataset(torch.utils.data.Dataset):
         rng, tseed = self.rng(i)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(tseed)
-            pool = {'pool': self.subjects} if getattr(self.method, 'uses_pool', False) else {}  # e.g. Alice: a second volume
+            pool = (
+                {'pool': self.subjects} if getattr(self.method, 'uses_pool', False) else {}
+            )  # e.g. Alice: a second volume
             item = self.method.prepare(subject, rng, **pool)
         if not isinstance(item, dict):
             raise Ssl3dError(f"{type(self.method).__name__}.prepare must return a dict, got {type(item).__name__}")
@@ -169,9 +180,11 @@ def collate(items:list[dict] # items from `PretextDataset`
         if isinstance(vals[0], np.ndarray): vals = [torch.as_tensor(v) for v in vals]
         if isinstance(vals[0], Tensor):
             shapes = {tuple(v.shape) for v in vals}
-            if len(shapes) > 1: raise Ssl3dError(f"collate: key {k!r} has different shapes in one batch: {sorted(shapes)}")
+            if len(shapes) > 1:
+                raise Ssl3dError(f"collate: key {k!r} has different shapes in one batch: {sorted(shapes)}")
             out[k] = torch.stack(vals)
-        else: out[k] = vals
+        else:
+            out[k] = vals
     return out
 
 # %% ../../nbs/50_methods.core.ipynb 16

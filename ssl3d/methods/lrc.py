@@ -38,10 +38,13 @@ def region_means(features:Tensor, # (D, X, Y, Z) feature map of one image
     vox = (r >= 0).nonzero()[:, 0]
     ids = r[vox]
     counts = torch.bincount(ids, minlength=K)
-    if (counts[:K] == 0).any(): raise Ssl3dError(f"region_means: region ids {(counts[:K] == 0).nonzero()[:, 0].tolist()[:10]} have no voxels")
+    if (counts[:K] == 0).any():
+        raise Ssl3dError(f"region_means: region ids {(counts[:K] == 0).nonzero()[:, 0].tolist()[:10]} have no voxels")
     vox = vox[torch.argsort(ids, stable=True)]
     starts = torch.cumsum(counts, 0) - counts
-    u = torch.rand(K, n_samples, generator=generator, device='cpu' if generator is None else generator.device).to(features.device)
+    u = torch.rand(K, n_samples, generator=generator, device='cpu' if generator is None else generator.device).to(
+        features.device
+    )
     pick = starts[:K, None] + (u * counts[:K, None]).long().minimum(counts[:K, None] - 1)   # u < 1, but guard rounding
     return features.reshape(D, -1)[:, vox[pick]].mean(-1).T
 
@@ -58,13 +61,16 @@ def localized_contrastive_loss(q:Tensor, # (K, D) region means of the query view
                                symmetric:bool=False # also anchor on p and average the two directions
                               )->Tensor: # scalar
     "LRC's region-level InfoNCE: positives are the same region in the two views, negatives the other regions of both."
-    if denominator not in DENOMINATORS: raise Ssl3dError(f"denominator={denominator!r}; choose one of {list(DENOMINATORS)}")
+    if denominator not in DENOMINATORS:
+        raise Ssl3dError(f"denominator={denominator!r}; choose one of {list(DENOMINATORS)}")
     if reduction not in REDUCTIONS: raise Ssl3dError(f"reduction={reduction!r}; choose one of {list(REDUCTIONS)}")
-    if q.shape != p.shape or q.ndim != 2: raise Ssl3dError(f"localized_contrastive_loss: q {tuple(q.shape)} and p {tuple(p.shape)} must both be (K, D)")
+    if q.shape != p.shape or q.ndim != 2:
+        raise Ssl3dError(f"localized_contrastive_loss: q {tuple(q.shape)} and p {tuple(p.shape)} must both be (K, D)")
     if normalize: q, p = F.normalize(q, dim=1), F.normalize(p, dim=1)
     def one_way(a, b):
         s_ab, s_aa = a @ b.T / tau, a @ a.T / tau
-        if denominator == 'ntxent': s_aa = s_aa.masked_fill(torch.eye(len(a), dtype=torch.bool, device=a.device), float('-inf'))
+        if denominator == 'ntxent':
+            s_aa = s_aa.masked_fill(torch.eye(len(a), dtype=torch.bool, device=a.device), float('-inf'))
         l = torch.logsumexp(torch.cat([s_ab, s_aa], 1), 1) - s_ab.diagonal()
         return l.mean() if reduction == 'mean' else l.sum()
     return (one_way(q, p) + one_way(p, q)) / 2 if symmetric else one_way(q, p)
@@ -103,19 +109,25 @@ class LRCConfig:
 
     def __post_init__(self):
         w = 'LRCConfig'
-        if self.global_method not in GLOBAL_METHODS: raise Ssl3dError(f"{w}.global_method={self.global_method!r}; choose one of {list(GLOBAL_METHODS)}")
-        if self.denominator not in DENOMINATORS: raise Ssl3dError(f"{w}.denominator={self.denominator!r}; choose one of {list(DENOMINATORS)}")
-        if self.reduction not in REDUCTIONS: raise Ssl3dError(f"{w}.reduction={self.reduction!r}; choose one of {list(REDUCTIONS)}")
+        if self.global_method not in GLOBAL_METHODS:
+            raise Ssl3dError(f"{w}.global_method={self.global_method!r}; choose one of {list(GLOBAL_METHODS)}")
+        if self.denominator not in DENOMINATORS:
+            raise Ssl3dError(f"{w}.denominator={self.denominator!r}; choose one of {list(DENOMINATORS)}")
+        if self.reduction not in REDUCTIONS:
+            raise Ssl3dError(f"{w}.reduction={self.reduction!r}; choose one of {list(REDUCTIONS)}")
         if not isinstance(self.regions, RegionConfig): self.regions = RegionConfig(**self.regions)
         t = tuple(self.input_size)
-        if len(t) != 3 or min(t) < 1: raise Ssl3dError(f"{w}.input_size={self.input_size!r}: expected 3 positive values (X, Y, Z)")
+        if len(t) != 3 or min(t) < 1:
+            raise Ssl3dError(f"{w}.input_size={self.input_size!r}: expected 3 positive values (X, Y, Z)")
         for k in ('n_samples', 'max_regions', 'feature_dim', 'min_region_voxels'):
             if int(getattr(self, k)) < 1: raise Ssl3dError(f"{w}.{k}={getattr(self, k)}: must be >= 1")
-        if self.feature_kernel < 1 or self.feature_kernel % 2 == 0: raise Ssl3dError(f"{w}.feature_kernel={self.feature_kernel}: must be odd and >= 1")
+        if self.feature_kernel < 1 or self.feature_kernel % 2 == 0:
+            raise Ssl3dError(f"{w}.feature_kernel={self.feature_kernel}: must be odd and >= 1")
         if not self.tau > 0: raise Ssl3dError(f"{w}.tau={self.tau}: must be > 0")
         if self.max_displacement < 0: raise Ssl3dError(f"{w}.max_displacement={self.max_displacement}: must be >= 0")
         if self.local_weight < 0: raise Ssl3dError(f"{w}.local_weight={self.local_weight}: must be >= 0")
-        if not isinstance(self.branch_overrides, dict): raise Ssl3dError(f"{w}.branch_overrides={self.branch_overrides!r}: expected a dict")
+        if not isinstance(self.branch_overrides, dict):
+            raise Ssl3dError(f"{w}.branch_overrides={self.branch_overrides!r}: expected a dict")
 
 # %% ../../nbs/57_methods.lrc.ipynb 19
 def _crop(x:np.ndarray, start, size, fill):
@@ -126,16 +138,21 @@ def _crop(x:np.ndarray, start, size, fill):
     out[(slice(None), *dst)] = x[(slice(None), *src)]
     return out
 
-def lrc_pair(image:Tensor, # (C, X, Y, Z) preprocessed volume
-             regions:np.ndarray, # (X, Y, Z) region map of the volume (`propose_regions`)
-             rng:np.random.Generator, # the item's generator
-             cfg:LRCConfig, # crop size, warp and region limits
-             spacing=(1.0, 1.0, 1.0) # voxel size (mm): converts `max_displacement` to voxels
-            )->dict: # view1, view2 (C, *input_size); regions1, regions2 (*input_size) int64, ids 0..K-1 or −1; start (3,)
+
+def lrc_pair(
+    image: Tensor,  # (C, X, Y, Z) preprocessed volume
+    regions: np.ndarray,  # (X, Y, Z) region map of the volume (`propose_regions`)
+    rng: np.random.Generator,  # the item's generator
+    cfg: LRCConfig,  # crop size, warp and region limits
+    spacing=(1.0, 1.0, 1.0),  # voxel size (mm): converts `max_displacement` to voxels
+) -> dict:  # view1, view2 (C, *input_size); regions1, regions2 (*input_size) int64, ids 0..K-1 or −1; start (3,)
     "The query crop, its elastic deformation and the two region maps, regions renumbered and kept in both."
     size = tuple(int(s) for s in cfg.input_size)
     x = image.numpy() if isinstance(image, Tensor) else np.asarray(image)
-    start = [int(rng.integers(0, d - n + 1)) if d >= n else -int(rng.integers(0, n - d + 1)) for d, n in zip(x.shape[1:], size)]
+    start = [
+        int(rng.integers(0, d - n + 1)) if d >= n else -int(rng.integers(0, n - d + 1))
+        for d, n in zip(x.shape[1:], size)
+    ]
     xq = torch.from_numpy(_crop(x.astype(np.float32), start, size, float(x.min())))
     rq = _crop(regions[None].astype(np.int64), start, size, -1)[0]
     _, inv = np.unique(rq, return_inverse=True)
@@ -144,7 +161,8 @@ def lrc_pair(image:Tensor, # (C, X, Y, Z) preprocessed volume
     cp = random_control_points(cfg.num_control_points, cfg.max_displacement, spacing, cfg.locked_borders, generator=g)
     xp, rp = elastic_warp(xq, rq, grid=sampling_grid(cp, size))
     rq, rp, kept = drop_vanished(rq, rp, cfg.min_region_voxels)
-    if len(kept) > cfg.max_regions: kept = kept[torch.from_numpy(np.sort(rng.choice(len(kept), cfg.max_regions, replace=False)))]
+    if len(kept) > cfg.max_regions:
+        kept = kept[torch.from_numpy(np.sort(rng.choice(len(kept), cfg.max_regions, replace=False)))]
     lut = torch.full((int(max(rq.max(), rp.max())) + 2,), -1, dtype=torch.long)
     lut[kept + 1] = torch.arange(len(kept))
     return {'view1': xq, 'view2': xp, 'regions1': lut[rq + 1], 'regions2': lut[rp + 1], 'start': torch.tensor(start)}
@@ -172,8 +190,10 @@ class LRC(PretextMethod):
     Config = LRCConfig
     PRESETS = {'cpu-small': dict(backbone='tiny', input_size=(64, 64, 16), branch_preset='cpu-small', max_regions=32,
                                  max_displacement=20.0, feature_kernel=1)}
-    TRAIN_PRESETS = {'cpu-small': dict(steps=100, batch_size=4, lr=1e-3, weight_decay=1e-4, warmup=10, log_every=10, ckpt_every=50),
-                     'paper': dict(optimizer='adamw', lr=1e-4, weight_decay=1e-4, batch_size=16, steps=20000, schedule='cosine')}
+    TRAIN_PRESETS = {
+        'cpu-small': dict(steps=100, batch_size=4, lr=1e-3, weight_decay=1e-4, warmup=10, log_every=10, ckpt_every=50),
+        'paper': dict(optimizer='adamw', lr=1e-4, weight_decay=1e-4, batch_size=16, steps=20000, schedule='cosine'),
+    }
 
     def __init__(self, config=None # a Config, a dict of overrides or None (paper defaults)
                 ):
@@ -182,7 +202,9 @@ class LRC(PretextMethod):
         self.view_config = _branch_config(c)
         if c.global_method == 'none':
             self.global_branch = None
-            self.backbone_kwargs = dict(preset=c.backbone, depth=c.depth, base_width=c.base_width, in_channels=c.in_channels, layout=c.layout)
+            self.backbone_kwargs = dict(
+                preset=c.backbone, depth=c.depth, base_width=c.base_width, in_channels=c.in_channels, layout=c.layout
+            )
             self.encoder, self.decoder = build_backbone(**self.backbone_kwargs)
         else:
             self.global_branch = METHODS.get(c.global_method)(self.view_config)
@@ -192,7 +214,9 @@ class LRC(PretextMethod):
         bad = [s % t for s, t in zip(c.input_size, self.encoder.total_stride)]
         if any(bad): raise Ssl3dError(f"LRCConfig.input_size={tuple(c.input_size)} is not a multiple of the encoder's "
                                       f"output stride {self.encoder.total_stride} (layout={c.layout!r})")
-        self.feature_head = nn.Conv3d(self.decoder.out_channels, c.feature_dim, c.feature_kernel, padding=c.feature_kernel // 2)
+        self.feature_head = nn.Conv3d(
+            self.decoder.out_channels, c.feature_dim, c.feature_kernel, padding=c.feature_kernel // 2
+        )
         self.augment = two_view_augmentation(self.view_config) if c.augment else None
         self.region_cache = RegionCache()
 
@@ -201,7 +225,9 @@ class LRC(PretextMethod):
         img, c = subject['image'], self.config
         x = img.data.float()
         if x.shape[0] != c.in_channels:
-            raise DataError(f"subject {subject.get('id', '?')}: image has {x.shape[0]} channel(s), config in_channels={c.in_channels}")
+            raise DataError(
+                f"subject {subject.get('id', '?')}: image has {x.shape[0]} channel(s), config in_channels={c.in_channels}"
+            )
         item = lrc_pair(x, self.region_cache.get(x[0], c.regions), rng, c, img.spacing)
         if self.augment is not None:
             with torch.random.fork_rng(devices=[]):
@@ -224,7 +250,11 @@ class LRC(PretextMethod):
                   )->tuple: # (loss averaged over images with >= 2 regions, mean K)
         "The localized contrastive loss of a batch: regions of each image contrasted among themselves."
         c, losses, ks = self.config, [], []
-        lin = (lambda m: F.linear(m, self.feature_head.weight.flatten(1), self.feature_head.bias)) if head else (lambda m: m)
+        lin = (
+            (lambda m: F.linear(m, self.feature_head.weight.flatten(1), self.feature_head.bias))
+            if head
+            else (lambda m: m)
+        )
         for b in range(f1.shape[0]):
             K = int(r1[b].max()) + 1
             ks.append(K)
@@ -243,12 +273,16 @@ class LRC(PretextMethod):
             with _Tap(self.encoder) as tap: g = self.global_branch(batch)
             feats = [tap.get(v1), tap.get(v2)]
             out = {f'global_{k}' if k != 'loss' else 'global': v.detach() for k, v in g.items()}
-        else: g, feats = {'loss': 0.0}, [None, None]
+        else:
+            g, feats = {'loss': 0.0}, [None, None]
         feats = [self.encoder(v) if f is None else f for f, v in zip(feats, (v1, v2))]
         size, r1, r2 = tuple(v1.shape[2:]), batch['regions1'], batch['regions2']
         if self.config.feature_kernel == 1:   # exact shortcut: a 1×1×1 conv commutes with averaging over sampled voxels
-            local, k = self.local_loss(self.decoder(feats[0], size=size), self.decoder(feats[1], size=size), r1, r2, head=True)
-        else: local, k = self.local_loss(self.local_features(feats[0], size), self.local_features(feats[1], size), r1, r2)
+            local, k = self.local_loss(
+                self.decoder(feats[0], size=size), self.decoder(feats[1], size=size), r1, r2, head=True
+            )
+        else:
+            local, k = self.local_loss(self.local_features(feats[0], size), self.local_features(feats[1], size), r1, r2)
         return {'loss': g['loss'] + self.config.local_weight * local, **out, 'local': local.detach(),
                 'regions': torch.tensor(k, device=local.device)}
 

@@ -107,7 +107,9 @@ class MAEDecoder(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(dim)); nn.init.normal_(self.mask_token, std=0.02)
         self.grid = tuple(int(g) for g in grid)
         self.register_buffer('pos', sincos_pos_embed(self.grid, dim), persistent=False)
-        self.blocks = nn.ModuleList([TransformerBlock(dim, int(dim * mlp_ratio), heads, qkv_bias=True) for _ in range(depth)])
+        self.blocks = nn.ModuleList(
+            [TransformerBlock(dim, int(dim * mlp_ratio), heads, qkv_bias=True) for _ in range(depth)]
+        )
         freeze_unused_cross_attention(self.blocks)
         self.norm, self.pred, self.dim = nn.LayerNorm(dim), nn.Linear(dim, patch_dim), dim
 
@@ -135,12 +137,24 @@ def sample_crop(subject, # preprocessed subject, intensities in [0, 1]
     "A (flipped, optionally rescaled) crop inside the body box."
     img = subject['image']; x = img.data.float()
     m, box = body_region(subject, body_threshold)
-    g = sample_view(tuple(x.shape[1:]), tuple(size), rng, region=box, scale_range=scale_range, flip_policy='axis',
-                    flip_p=flip_p, body_fraction=functools.partial(box_fraction, m), min_body_fraction=min_body_fraction,
-                    source_spacing=tuple(float(s) for s in img.spacing), source_id=str(subject.get('id', '')))
+    g = sample_view(
+        tuple(x.shape[1:]),
+        tuple(size),
+        rng,
+        region=box,
+        scale_range=scale_range,
+        flip_policy='axis',
+        flip_p=flip_p,
+        body_fraction=functools.partial(box_fraction, m),
+        min_body_fraction=min_body_fraction,
+        source_spacing=tuple(float(s) for s in img.spacing),
+        source_id=str(subject.get('id', '')),
+    )
     crop = extract_view(x, g).contiguous()
     if float(crop.min()) < -1e-3 or float(crop.max()) > 1 + 1e-3:
-        raise DataError(f"subject {subject.get('id', '?')}: crop intensities outside [0, 1]; preprocess with ssl3d.data.preprocessing")
+        raise DataError(
+            f"subject {subject.get('id', '?')}: crop intensities outside [0, 1]; preprocess with ssl3d.data.preprocessing"
+        )
     return crop, g
 
 # %% ../../nbs/58_methods.mae.ipynb 15
@@ -176,13 +190,15 @@ class MAEConfig:
 
 def check_vit_fields(c, where:str):
     "Validate the ViT / masking / crop fields shared by MAE and Alice configs."
-    if c.backbone not in VIT_PRESETS: raise Ssl3dError(f"{where}.backbone={c.backbone!r}: must be one of {list(VIT_PRESETS)}")
+    if c.backbone not in VIT_PRESETS:
+        raise Ssl3dError(f"{where}.backbone={c.backbone!r}: must be one of {list(VIT_PRESETS)}")
     c.input_size = tuple(int(s) for s in c.input_size)
     p = c.patch_size or VIT_PRESETS[c.backbone]['patch_size']
     if len(c.input_size) != 3 or any(s < p or s % p for s in c.input_size):
         raise Ssl3dError(f"{where}.input_size={c.input_size}: need 3 multiples of the patch size {p}")
     if not 0 < c.mask_ratio < 1: raise Ssl3dError(f"{where}.mask_ratio={c.mask_ratio}: must be in (0, 1)")
-    if c.dec_dim % c.dec_heads: raise Ssl3dError(f"{where}.dec_dim={c.dec_dim} is not divisible by dec_heads={c.dec_heads}")
+    if c.dec_dim % c.dec_heads:
+        raise Ssl3dError(f"{where}.dec_dim={c.dec_dim} is not divisible by dec_heads={c.dec_heads}")
     if not 0 <= c.flip_p <= 1: raise Ssl3dError(f"{where}.flip_p={c.flip_p}: must be a probability")
     if c.scale_range is not None:
         c.scale_range = tuple(c.scale_range)
@@ -231,15 +247,35 @@ class MAE(MaskedViT):
     Config = MAEConfig
     PRESETS = {'cpu-small': dict(backbone='cpu-small', input_size=(64, 64, 32), dec_dim=64, dec_depth=2, dec_heads=4),
                'tiny': dict(backbone='tiny', input_size=(32, 32, 16), dec_dim=32, dec_depth=1, dec_heads=2)}
-    TRAIN_PRESETS = {'paper': dict(optimizer='adamw', lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05, batch_size=8,
-                                   steps=100_000, warmup=3_000, schedule='cosine'),
-                     'cpu-small': dict(steps=300, batch_size=4, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05, warmup=10,
-                                       log_every=10, ckpt_every=100)}
+    TRAIN_PRESETS = {
+        'paper': dict(
+            optimizer='adamw',
+            lr=1.5e-4,
+            betas=(0.9, 0.95),
+            weight_decay=0.05,
+            batch_size=8,
+            steps=100_000,
+            warmup=3_000,
+            schedule='cosine',
+        ),
+        'cpu-small': dict(
+            steps=300,
+            batch_size=4,
+            lr=1e-3,
+            betas=(0.9, 0.95),
+            weight_decay=0.05,
+            warmup=10,
+            log_every=10,
+            ckpt_every=100,
+        ),
+    }
 
     def prepare(self, subject, rng):
         "One flipped crop inside the body (masking happens on the device, in `forward`)."
         c = self.config
-        crop, g = sample_crop(subject, c.input_size, rng, c.flip_p, c.scale_range, c.body_threshold, c.min_body_fraction)
+        crop, g = sample_crop(
+            subject, c.input_size, rng, c.flip_p, c.scale_range, c.body_threshold, c.min_body_fraction
+        )
         return {'image': crop, 'geometry': g.to_tensor()}
 
     def forward(self, batch:dict # image (B, C, X, Y, Z)
@@ -253,6 +289,12 @@ class MAE(MaskedViT):
                )->dict: # masked input, reconstruction (visible input + predicted masked patches), mask volume
         "Figures: the masked input (masked patches zeroed), the composed reconstruction and the mask as volumes."
         r = self.reconstruct(x)
-        mvol = unpatchify3d(r['mask'][..., None].expand(*r['mask'].shape, self.patch**3 * x.shape[1]), self.patch, x.shape[2:])
-        return dict(masked=x * (1 - mvol), recon=compose_reconstruction(r['pred'], x, r['mask'], self.patch, self.config.norm_pix),
-                    mask=mvol, mse=r['mse'])
+        mvol = unpatchify3d(
+            r['mask'][..., None].expand(*r['mask'].shape, self.patch**3 * x.shape[1]), self.patch, x.shape[2:]
+        )
+        return dict(
+            masked=x * (1 - mvol),
+            recon=compose_reconstruction(r['pred'], x, r['mask'], self.patch, self.config.norm_pix),
+            mask=mvol,
+            mse=r['mse'],
+        )

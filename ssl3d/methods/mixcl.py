@@ -65,17 +65,32 @@ class MixCLConfig:
     noise_std: float = 0.1  # noise std ~ U(0, noise_std)
 
     def __post_init__(self):
-        self.input_size, self.gamma, self.smooth_sigma = tuple(self.input_size), tuple(self.gamma), tuple(self.smooth_sigma)
+        self.input_size, self.gamma, self.smooth_sigma = (
+            tuple(self.input_size),
+            tuple(self.gamma),
+            tuple(self.smooth_sigma),
+        )
         if self.id_layers is not None: self.id_layers = tuple(int(i) for i in self.id_layers)
         def bad(field, why): raise Ssl3dError(f"MixCLConfig.{field}={getattr(self, field)!r}: {why}")
-        if len(self.input_size) != 3 or min(self.input_size) < 1: bad('input_size', 'expected 3 positive sizes (X, Y, Z)')
+        if len(self.input_size) != 3 or min(self.input_size) < 1:
+            bad('input_size', 'expected 3 positive sizes (X, Y, Z)')
         if self.label_mode not in LABEL_MODES: bad('label_mode', f"choose one of {list(LABEL_MODES)}")
         if self.feature_lookup not in FEATURE_LOOKUPS: bad('feature_lookup', f"choose one of {list(FEATURE_LOOKUPS)}")
         for f in ('budget', 'max_classes', 'id_feature_upsample', 'in_channels'):
             if int(getattr(self, f)) < 1: bad(f, 'must be >= 1')
         for f in ('tau', 'mu'):
             if not getattr(self, f) > 0: bad(f, 'must be > 0')
-        for f in ('alpha', 'beta', 'eps', 'bt_lambda', 'degrees', 'scales', 'elastic_displacement', 'shift', 'noise_std'):
+        for f in (
+            'alpha',
+            'beta',
+            'eps',
+            'bt_lambda',
+            'degrees',
+            'scales',
+            'elastic_displacement',
+            'shift',
+            'noise_std',
+        ):
             if getattr(self, f) < 0: bad(f, 'must be >= 0')
         for f in ('fg_ratio', 'same_volume_p', 'affine_p', 'elastic_p', 'shift_p', 'gamma_p', 'smooth_p', 'noise_p'):
             if not 0 <= getattr(self, f) <= 1: bad(f, 'must be a probability in [0, 1]')
@@ -103,15 +118,28 @@ class RandomIntensityShift(RandomTransform, IntensityTransform):
 def mixcl_spatial_augmentation(cfg:MixCLConfig # affine / elastic fields
                               )->tio.Compose:
     "The shared spatial augmentation of a patch and its label map (affine, elastic; each with its p)."
-    return tio.Compose([tio.RandomAffine(scales=cfg.scales, degrees=cfg.degrees, default_pad_value='minimum', p=cfg.affine_p),
-                        tio.RandomElasticDeformation(num_control_points=cfg.elastic_control_points,
-                                                     max_displacement=cfg.elastic_displacement, p=cfg.elastic_p)])
+    return tio.Compose(
+        [
+            tio.RandomAffine(scales=cfg.scales, degrees=cfg.degrees, default_pad_value='minimum', p=cfg.affine_p),
+            tio.RandomElasticDeformation(
+                num_control_points=cfg.elastic_control_points,
+                max_displacement=cfg.elastic_displacement,
+                p=cfg.elastic_p,
+            ),
+        ]
+    )
 
 def mixcl_intensity_augmentation(cfg:MixCLConfig # intensity fields
                                 )->tio.Compose:
     "One view's intensity augmentation: shift, gamma, smoothing, noise (each with its p, MONAI-style magnitudes)."
-    return tio.Compose([RandomIntensityShift(cfg.shift, p=cfg.shift_p), RandomRangeGamma(cfg.gamma, p=cfg.gamma_p),
-                        RandomVoxelBlur(cfg.smooth_sigma, p=cfg.smooth_p), tio.RandomNoise(std=(0, cfg.noise_std), p=cfg.noise_p)])
+    return tio.Compose(
+        [
+            RandomIntensityShift(cfg.shift, p=cfg.shift_p),
+            RandomRangeGamma(cfg.gamma, p=cfg.gamma_p),
+            RandomVoxelBlur(cfg.smooth_sigma, p=cfg.smooth_p),
+            tio.RandomNoise(std=(0, cfg.noise_std), p=cfg.noise_p),
+        ]
+    )
 
 # %% ../../nbs/595_methods.mixcl.ipynb 13
 def crop_patch(image:Tensor, # (C, X, Y, Z) volume
@@ -125,10 +153,15 @@ def crop_patch(image:Tensor, # (C, X, Y, Z) volume
     pad = [max(0, s - v) for s, v in zip(size, x.shape[1:])]
     if any(pad):
         fp = [q for d in reversed(pad) for q in (d // 2, d - d // 2)]
-        x = torch.stack([F.pad(x[c], fp, value=float(x[c].min())) for c in range(x.shape[0])]); y = F.pad(y, fp, value=0)
+        x = torch.stack([F.pad(x[c], fp, value=float(x[c].min())) for c in range(x.shape[0])])
+        y = F.pad(y, fp, value=0)
     shape = x.shape[1:]
     fg = np.flatnonzero(y[0].reshape(-1).numpy() > 0) if rng.random() < fg_ratio else np.zeros(0)
-    c = np.unravel_index(int(fg[rng.integers(len(fg))]), tuple(shape)) if len(fg) else [int(rng.integers(s)) for s in shape]
+    c = (
+        np.unravel_index(int(fg[rng.integers(len(fg))]), tuple(shape))
+        if len(fg)
+        else [int(rng.integers(s)) for s in shape]
+    )
     st = [int(min(max(ci - p // 2, 0), s - p)) for ci, p, s in zip(c, size, shape)]
     sl = (slice(None),) + tuple(slice(a, a + p) for a, p in zip(st, size))
     return x[sl].clone(), y[sl].clone(), st
@@ -166,7 +199,8 @@ def prepare_mixcl(subject:tio.Subject, # preprocessed subject: image, label (poo
                  )->dict: # view1, view2, clean1 (C, *size); view_p2, clean2; pos1, lab1, pos2, lab2; dataset
     "One MixCL item: two intensity views of a spatially augmented patch P1, an auxiliary patch P2 of the same dataset, sampled labelled pixels."
     sid = subject.get('id', '?')
-    if 'label' not in subject: raise DataError(f"subject {sid!r}: MixCL needs a label map (it is label-aware pretraining)")
+    if 'label' not in subject:
+        raise DataError(f"subject {sid!r}: MixCL needs a label map (it is label-aware pretraining)")
     x, y = subject['image'].data, subject['label'].data
     if x.shape[0] != cfg.in_channels:
         raise DataError(f"subject {sid!r}: image has {x.shape[0]} channel(s), config in_channels={cfg.in_channels}")
@@ -189,8 +223,15 @@ def prepare_mixcl(subject:tio.Subject, # preprocessed subject: image, label (poo
 class ConvMLP3(nn.Sequential):
     "Conv1(c, c)-BN-ReLU-Conv1(c, c)-BN-ReLU-Conv1(c, 2c): MixCL's per-layer projector σ^l (MX-A10)."
     def __init__(self, c:int, out:int|None=None):
-        super().__init__(nn.Conv3d(c, c, 1), nn.BatchNorm3d(c), nn.ReLU(inplace=True), nn.Conv3d(c, c, 1), nn.BatchNorm3d(c),
-                         nn.ReLU(inplace=True), nn.Conv3d(c, 2 * c if out is None else out, 1))
+        super().__init__(
+            nn.Conv3d(c, c, 1),
+            nn.BatchNorm3d(c),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(c, c, 1),
+            nn.BatchNorm3d(c),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(c, 2 * c if out is None else out, 1),
+        )
 
 def lookup_features(fmap:Tensor, # (B, C, gx, gy, gz) projected token map
                     pos:Tensor, # (B, N, 3) voxel indices in the patch
@@ -198,7 +239,8 @@ def lookup_features(fmap:Tensor, # (B, C, gx, gy, gz) projected token map
                     mode:str='trilinear' # 'trilinear' (grid_sample at voxel centres) or 'nearest_token'
                    )->Tensor: # (B, N, C)
     "Read each sampled voxel's feature from a coarse token map (MX-A2): the map spans the patch, voxel i has centre i + 0.5."
-    if mode not in FEATURE_LOOKUPS: raise Ssl3dError(f"lookup_features: mode={mode!r}; choose one of {list(FEATURE_LOOKUPS)}")
+    if mode not in FEATURE_LOOKUPS:
+        raise Ssl3dError(f"lookup_features: mode={mode!r}; choose one of {list(FEATURE_LOOKUPS)}")
     S = torch.tensor([float(s) for s in size], device=fmap.device)
     g = 2 * (pos.to(fmap.dtype) + 0.5) / S - 1                        # normalised (x, y, z), align_corners=False
     out = F.grid_sample(fmap, g.flip(-1)[:, :, None, None, :], mode='bilinear' if mode == 'trilinear' else 'nearest',
@@ -218,12 +260,17 @@ class MixCL(PretextMethod):
                 ):
         super().__init__(config)
         c = self.config
-        self.backbone_kwargs = dict(arch='vit', preset=c.backbone, in_channels=c.in_channels, img_size=tuple(c.input_size))
+        self.backbone_kwargs = dict(
+            arch='vit', preset=c.backbone, in_channels=c.in_channels, img_size=tuple(c.input_size)
+        )
         self.encoder, self.decoder = build_backbone(**self.backbone_kwargs)
         L = self.encoder.num_layers
         self.id_layers = tuple(range(L)) if c.id_layers is None else c.id_layers
         for i in self.id_layers + (c.label_layer,):
-            if not 0 <= i < L: raise Ssl3dError(f"MixCLConfig: ViT block {i} (id_layers/label_layer) is not in [0, {L}) for backbone={c.backbone!r}")
+            if not 0 <= i < L:
+                raise Ssl3dError(
+                    f"MixCLConfig: ViT block {i} (id_layers/label_layer) is not in [0, {L}) for backbone={c.backbone!r}"
+                )
         D = self.encoder.hidden_size
         self.projectors = nn.ModuleDict({str(i): ConvMLP3(D) for i in sorted(set(self.id_layers) | {c.label_layer})})
         self.recon_head = ConvHead(self.decoder.out_channels, c.in_channels)
@@ -241,7 +288,9 @@ class MixCL(PretextMethod):
 
     def prepare(self, subject, rng):
         "`prepare_mixcl` with P2 candidates from the subject's dataset."
-        return prepare_mixcl(subject, rng, self.config, self.partners.get(int(subject.get('dataset', 0))), self.spatial, self.intensity)
+        return prepare_mixcl(
+            subject, rng, self.config, self.partners.get(int(subject.get('dataset', 0))), self.spatial, self.intensity
+        )
 
     def encode(self, x:Tensor # (n, C, X, Y, Z) views
               )->tuple: # (hidden maps of every block, list of (n, D, gx, gy, gz); reconstruction (n, C, X, Y, Z))

@@ -43,11 +43,25 @@ def gather_keys(keys:Tensor # (B, D) keys of this process
 class MoCo(TwoViewMethod):
     "MoCo v2: InfoNCE between online queries, momentum keys and a FIFO queue of negatives."
     Config = MoCoConfig
-    PRESETS = {'cpu-small': dict(backbone='tiny', input_size=(64, 64, 16), hidden=256, out_dim=64, queue_size=64, momentum=0.99,
-                                 scale_range=(1.0, 1.1), min_overlap=0.8, flip_p=0.0)}  # milder views: see "Pretraining on phantoms"
-    TRAIN_PRESETS = {'cpu-small': dict(steps=300, batch_size=4, lr=1e-3, weight_decay=1e-4, warmup=10, log_every=10, ckpt_every=100),
-                     'paper': dict(optimizer='sgd', lr=0.015, momentum=0.9, weight_decay=1e-4, batch_size=128, steps=7060,
-                                   schedule='cosine')}
+    PRESETS = {
+        'cpu-small': dict(
+            backbone='tiny',
+            input_size=(64, 64, 16),
+            hidden=256,
+            out_dim=64,
+            queue_size=64,
+            momentum=0.99,
+            scale_range=(1.0, 1.1),
+            min_overlap=0.8,
+            flip_p=0.0,
+        )
+    }  # milder views: see "Pretraining on phantoms"
+    TRAIN_PRESETS = {
+        'cpu-small': dict(steps=300, batch_size=4, lr=1e-3, weight_decay=1e-4, warmup=10, log_every=10, ckpt_every=100),
+        'paper': dict(
+            optimizer='sgd', lr=0.015, momentum=0.9, weight_decay=1e-4, batch_size=128, steps=7060, schedule='cosine'
+        ),
+    }
 
     def __init__(self, config=None # a Config, a dict of overrides or None (paper defaults)
                 ):

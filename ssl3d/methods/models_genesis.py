@@ -30,7 +30,9 @@ class ModelsGenesisConfig(BackboneConfig, ViewConfig, CorruptionConfig):
 class ModelsGenesis(SingleViewMethod):
     "Models Genesis: restore the clean crop from its corrupted copy (sigmoid output, MSE)."
     Config = ModelsGenesisConfig
-    PRESETS = {k: {f: v for f, v in p.items() if hasattr(ModelsGenesisConfig, f)} for k, p in VectorPOSE.PRESETS.items()}
+    PRESETS = {
+        k: {f: v for f, v in p.items() if hasattr(ModelsGenesisConfig, f)} for k, p in VectorPOSE.PRESETS.items()
+    }
     TRAIN_PRESETS = VectorPOSE.TRAIN_PRESETS
 
     def __init__(self, config=None):

@@ -32,9 +32,19 @@ class BYOLConfig(PGLConfig):
     pooling: str = 'global'
 
 _SMALL = dict(backbone='tiny', input_size=(64, 64, 16), hidden=256, out_dim=64)
-_TRAIN = {'cpu-small': dict(steps=100, batch_size=4, lr=1e-3, weight_decay=1e-4, warmup=10, log_every=10, ckpt_every=50),
-          'paper': dict(optimizer='sgd', lr=0.2, momentum=0.9, weight_decay=1.5e-6, batch_size=128, steps=7060,
-                        warmup=28, schedule='cosine')}
+_TRAIN = {
+    'cpu-small': dict(steps=100, batch_size=4, lr=1e-3, weight_decay=1e-4, warmup=10, log_every=10, ckpt_every=50),
+    'paper': dict(
+        optimizer='sgd',
+        lr=0.2,
+        momentum=0.9,
+        weight_decay=1.5e-6,
+        batch_size=128,
+        steps=7060,
+        warmup=28,
+        schedule='cosine',
+    ),
+}
 
 # %% ../../nbs/54_methods.pgl.ipynb 9
 @register_method('pgl')
@@ -48,7 +58,8 @@ class PGL(TwoViewMethod):
                 ):
         super().__init__(config)
         c = self.config
-        if c.pooling not in POOLINGS: raise Ssl3dError(f"{type(c).__name__}.pooling={c.pooling!r}; choose one of {list(POOLINGS)}")
+        if c.pooling not in POOLINGS:
+            raise Ssl3dError(f"{type(c).__name__}.pooling={c.pooling!r}; choose one of {list(POOLINGS)}")
         if c.roi_size is not None and (len(tuple(c.roi_size)) != 3 or min(c.roi_size) < 1):
             raise Ssl3dError(f"{type(c).__name__}.roi_size={c.roi_size!r}: None or 3 positive sizes (X, Y, Z)")
         Head = MLPHead if c.pooling == 'global' else ConvMLPHead
@@ -65,7 +76,9 @@ class PGL(TwoViewMethod):
         f = net['encoder'](view)[-1]
         if self.config.pooling == 'global': return net['projector'](f.mean((2, 3, 4)))
         roi = None if self.config.roi_size is None else tuple(self.config.roi_size)
-        return align_overlap(net['projector'](f), geom, overlap, self.encoder.total_stride, roi, self.config.sampling_ratio)
+        return align_overlap(
+            net['projector'](f), geom, overlap, self.encoder.total_stride, roi, self.config.sampling_ratio
+        )
 
     def forward(self, batch:dict # view1, view2 (B, C, X, Y, Z); geom1, geom2 (B, 21)
                )->dict: # loss (+ momentum)

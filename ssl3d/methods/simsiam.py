@@ -40,7 +40,9 @@ def simsiam_loss(p1:Tensor, # (B, D) prediction of view 1
                 )->Tensor: # scalar in [−1, 1]
     "½·(−cos(p₁, sg z₂)) + ½·(−cos(p₂, sg z₁)), averaged over the batch."
     if p1.shape != z2.shape or p2.shape != z1.shape:
-        raise Ssl3dError(f"simsiam_loss: shapes p1 {tuple(p1.shape)}, z2 {tuple(z2.shape)}, p2 {tuple(p2.shape)}, z1 {tuple(z1.shape)} must match")
+        raise Ssl3dError(
+            f"simsiam_loss: shapes p1 {tuple(p1.shape)}, z2 {tuple(z2.shape)}, p2 {tuple(p2.shape)}, z1 {tuple(z1.shape)} must match"
+        )
     d = lambda p, z: -F.cosine_similarity(p, z.detach(), dim=-1).mean()
     return 0.5 * d(p1, z2) + 0.5 * d(p2, z1)
 
@@ -49,8 +51,16 @@ def simsiam_loss(p1:Tensor, # (B, D) prediction of view 1
 class SimSiam(TwoViewMethod):
     "SimSiam: shared encoder + projector for both views, a predictor, stop-gradient, symmetric negative cosine."
     Config = SimSiamConfig
-    PRESETS = {'cpu-small': dict(backbone='tiny', input_size=(64, 64, 16), hidden=256, out_dim=256, pred_hidden=64,
-                                 **{k: MoCo.PRESETS['cpu-small'][k] for k in ('scale_range', 'min_overlap', 'flip_p')})}  # MoCo's milder views
+    PRESETS = {
+        'cpu-small': dict(
+            backbone='tiny',
+            input_size=(64, 64, 16),
+            hidden=256,
+            out_dim=256,
+            pred_hidden=64,
+            **{k: MoCo.PRESETS['cpu-small'][k] for k in ('scale_range', 'min_overlap', 'flip_p')},
+        )
+    }  # MoCo's milder views
     TRAIN_PRESETS = {'cpu-small': {**MoCo.TRAIN_PRESETS['cpu-small'], 'steps': 100, 'lr': 1e-2, 'ckpt_every': 50},
                      'paper': {**MoCo.TRAIN_PRESETS['paper'], 'lr': 0.025}}   # MoCo v2's SGD recipe at SimSiam's lr
 

@@ -66,7 +66,9 @@ def sample_two_view_geometries(subject:tio.Subject, # subject with an `image` (C
     img = subject['image']
     x = img.data
     if x.shape[0] != cfg.in_channels:
-        raise DataError(f"subject {subject.get('id', '?')}: image has {x.shape[0]} channel(s), config in_channels={cfg.in_channels}")
+        raise DataError(
+            f"subject {subject.get('id', '?')}: image has {x.shape[0]} channel(s), config in_channels={cfg.in_channels}"
+        )
     return sample_view_pair(x.shape[1:], tuple(cfg.input_size), rng, scale_range=tuple(cfg.scale_range),
                             flip_p=cfg.flip_p, min_overlap=cfg.min_overlap, source_spacing=img.spacing,
                             source_id=str(subject.get('id', '')))
@@ -115,7 +117,8 @@ def unflip(features:Tensor, # (B, C, X, Y, Z) maps in canvas orientation
     gs = _as_geoms(geom, features.shape[0], 'unflip')
     out = []
     for f, g in zip(features, gs):
-        if g.rot[0] % 4: raise Ssl3dError(f"unflip: view {g.source_id or ''} has a 90° rotation rot={g.rot}; only flips are undone")
+        if g.rot[0] % 4:
+            raise Ssl3dError(f"unflip: view {g.source_id or ''} has a 90° rotation rot={g.rot}; only flips are undone")
         dims = [d + 1 for d in range(3) if g.flips[d]]
         out.append(f.flip(dims) if dims else f)
     return torch.stack(out)
@@ -128,13 +131,16 @@ def align_overlap(features:Tensor, # (B, C, x, y, z) feature maps of one view pe
                   sampling_ratio:int=2, # RoIAlign samples per bin and axis
                  )->Tensor: # (B, C, *out_size) overlap features, source orientation
     "FlipAlign + CSAlign (PGL §3.5): un-flip the maps, cut the overlap box with 3D RoIAlign, resample to `out_size`."
-    if features.ndim != 5: raise Ssl3dError(f"align_overlap: features must be (B, C, X, Y, Z), got {tuple(features.shape)}")
+    if features.ndim != 5:
+        raise Ssl3dError(f"align_overlap: features must be (B, C, X, Y, Z), got {tuple(features.shape)}")
     B, size = features.shape[0], tuple(features.shape[2:])
     gs = _as_geoms(geom, B, 'align_overlap')
     st = np.asarray([float(feature_stride)] * 3 if np.isscalar(feature_stride) else feature_stride, float)
     for g in gs:
         if tuple(np.asarray(size) * st) != tuple(float(s) for s in g.out_size):
-            raise Ssl3dError(f"align_overlap: feature grid {size} × feature_stride {tuple(st)} != view size {g.out_size}")
+            raise Ssl3dError(
+                f"align_overlap: feature grid {size} × feature_stride {tuple(st)} != view size {g.out_size}"
+            )
     ob = torch.as_tensor(overlap_box, dtype=torch.float64).reshape(-1, 6).expand(B, 6).cpu().numpy()
     boxes = [dataclasses.replace(g, flips=(False,) * 3).box_src_to_out(b) / np.tile(st, 2) for g, b in zip(gs, ob)]
     boxes = torch.tensor(np.stack(boxes), dtype=features.dtype, device=features.device)
@@ -145,13 +151,15 @@ def align_overlap(features:Tensor, # (B, C, x, y, z) feature maps of one view pe
 def _check_config(c, where:str):
     def triple(name, positive=True):
         v = getattr(c, name)
-        try: t = tuple(v)
+        try:t = tuple(v)
         except TypeError: t = ()
-        if len(t) != 3 or (positive and min(t) < 1): raise Ssl3dError(f"{where}.{name}={v!r}: expected 3 positive values (X, Y, Z)")
+        if len(t) != 3 or (positive and min(t) < 1):
+            raise Ssl3dError(f"{where}.{name}={v!r}: expected 3 positive values (X, Y, Z)")
     triple('input_size')
     for name in ('scale_range', 'noise_variance', 'blur_sigma', 'brightness', 'gamma'):
         v = getattr(c, name)
-        if len(tuple(v)) != 2 or v[0] > v[1]: raise Ssl3dError(f"{where}.{name}={v!r}: expected a range (lo, hi) with lo <= hi")
+        if len(tuple(v)) != 2 or v[0] > v[1]:
+            raise Ssl3dError(f"{where}.{name}={v!r}: expected a range (lo, hi) with lo <= hi")
     if not 0 <= c.momentum <= 1: raise Ssl3dError(f"{where}.momentum={c.momentum}: must be in [0, 1]")
     if c.momentum_schedule not in MOMENTUM_SCHEDULES:
         raise Ssl3dError(f"{where}.momentum_schedule={c.momentum_schedule!r}; choose one of {list(MOMENTUM_SCHEDULES)}")

@@ -12,7 +12,8 @@ import torchio as tio
 from ..core import Ssl3dError, DataError, update_config
 from ..data import body_mask, body_threshold_of
 from ..geometry import ViewGeometry, sample_view, extract_view, mask_box, box_fraction
-from ..targets import VectorTargets, VP_SUBSETS, INDEX_MODES, EDGE_NORMS, edge_target, landmark_centre, decode_vp_logits
+from ..targets import (VectorTargets, VP_SUBSETS, INDEX_MODES, EDGE_NORMS, edge_target, landmark_centre,
+    decode_vp_logits)
 from ..transforms import models_genesis_corruption, RandomBezierIntensity
 from ..models import build_backbone, VPHead, ConvHead, BACKBONE_PRESETS, ENCODER_LAYOUTS
 from ..losses import vectorpose_loss
@@ -26,7 +27,8 @@ __all__ = ['ABLATIONS', 'BackboneConfig', 'ViewConfig', 'CorruptionConfig', 'bod
 def _check_prob(cfg, *names):
     for n in names:
         v = getattr(cfg, n)
-        if not (isinstance(v, (int, float)) and 0 <= v <= 1): raise Ssl3dError(f"{n}={v!r}: must be a probability in [0, 1]")
+        if not (isinstance(v, (int, float)) and 0 <= v <= 1):
+            raise Ssl3dError(f"{n}={v!r}: must be a probability in [0, 1]")
 
 @dataclasses.dataclass
 class BackboneConfig:
@@ -38,14 +40,23 @@ class BackboneConfig:
     layout: str = 'standard'  # encoder stride layout: 'standard' (/32) or 'pgl'
 
     def _check_backbone(self):
-        if self.backbone not in BACKBONE_PRESETS: raise Ssl3dError(f"backbone={self.backbone!r}: must be one of {list(BACKBONE_PRESETS)}")
-        if self.layout not in ENCODER_LAYOUTS: raise Ssl3dError(f"layout={self.layout!r}: must be one of {list(ENCODER_LAYOUTS)}")
-        if not (isinstance(self.in_channels, int) and self.in_channels >= 1): raise Ssl3dError(f"in_channels={self.in_channels!r}: must be an int >= 1")
+        if self.backbone not in BACKBONE_PRESETS:
+            raise Ssl3dError(f"backbone={self.backbone!r}: must be one of {list(BACKBONE_PRESETS)}")
+        if self.layout not in ENCODER_LAYOUTS:
+            raise Ssl3dError(f"layout={self.layout!r}: must be one of {list(ENCODER_LAYOUTS)}")
+        if not (isinstance(self.in_channels, int) and self.in_channels >= 1):
+            raise Ssl3dError(f"in_channels={self.in_channels!r}: must be an int >= 1")
 
     @property
     def backbone_kwargs(self) -> dict:
         "The `build_backbone` keyword arguments (stored in checkpoints as provenance['backbone'])."
-        return dict(preset=self.backbone, depth=self.depth, base_width=self.base_width, in_channels=self.in_channels, layout=self.layout)
+        return dict(
+            preset=self.backbone,
+            depth=self.depth,
+            base_width=self.base_width,
+            in_channels=self.in_channels,
+            layout=self.layout,
+        )
 
 @dataclasses.dataclass
 class ViewConfig:
@@ -55,21 +66,32 @@ class ViewConfig:
     flip_policy: str|None = 'mg'  # 'mg' (Models Genesis loop), 'axis' (each axis with flip_p) or None
     flip_p: float = 0.4  # MG loop continuation probability (or per-axis probability for 'axis')
     rot_p: float = 0.5  # probability of a k·90° rotation in a random plane (§2.3 rec)
-    body_threshold: float|str|None = 'auto'  # 'auto': preprocessing's physical body mask (CT −500 HU / MR Otsu, before any window), else Otsu; a number: threshold on [0, 1]; None: 5th percentile
+    body_threshold: float | str | None = (
+        'auto'  # 'auto': preprocessing's physical body mask (CT −500 HU / MR Otsu, before any window), else Otsu; a number: threshold on [0, 1]; None: 5th percentile
+    )
     min_body_fraction: float = 0.3  # reject crops with less body than this (VP-A7)
     max_tries: int = 20  # crop draws before accepting the last one
 
     def _check_view(self, stride:int=32):
         if not (isinstance(self.crop_size, int) and self.crop_size > 0 and self.crop_size % stride == 0):
-            raise Ssl3dError(f"crop_size={self.crop_size!r}: must be a positive multiple of {stride} (the encoder's total stride)")
+            raise Ssl3dError(
+                f"crop_size={self.crop_size!r}: must be a positive multiple of {stride} (the encoder's total stride)"
+            )
         if self.scale_range is not None:
             self.scale_range = tuple(self.scale_range)
             if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
                 raise Ssl3dError(f"scale_range={self.scale_range!r}: need (lo, hi) with 0 < lo <= hi, or None")
-        if self.flip_policy not in (None, 'mg', 'axis'): raise Ssl3dError(f"flip_policy={self.flip_policy!r}: 'mg', 'axis' or None")
+        if self.flip_policy not in (None, 'mg', 'axis'):
+            raise Ssl3dError(f"flip_policy={self.flip_policy!r}: 'mg', 'axis' or None")
         _check_prob(self, 'flip_p', 'rot_p', 'min_body_fraction')
-        if not (self.body_threshold is None or self.body_threshold == 'auto' or isinstance(self.body_threshold, (int, float))):
-            raise Ssl3dError(f"body_threshold={self.body_threshold!r}: 'auto', a number (on [0, 1] intensities) or None")
+        if not (
+            self.body_threshold is None
+            or self.body_threshold == 'auto'
+            or isinstance(self.body_threshold, (int, float))
+        ):
+            raise Ssl3dError(
+                f"body_threshold={self.body_threshold!r}: 'auto', a number (on [0, 1] intensities) or None"
+            )
         if int(self.max_tries) < 1: raise Ssl3dError(f"max_tries={self.max_tries!r}: must be >= 1")
 
 @dataclasses.dataclass
@@ -85,7 +107,8 @@ class CorruptionConfig:
     def _check_corruption(self):
         _check_prob(self, 'shuffle_p', 'bezier_p', 'painting_p', 'outpainting_p')
         for n in ('shuffle_windows', 'bezier_points'):
-            if not (isinstance(getattr(self, n), int) and getattr(self, n) >= 2): raise Ssl3dError(f"{n}={getattr(self, n)!r}: must be an int >= 2")
+            if not (isinstance(getattr(self, n), int) and getattr(self, n) >= 2):
+                raise Ssl3dError(f"{n}={getattr(self, n)!r}: must be an int >= 2")
 
     def corruption(self) -> tio.Compose:
         "The `models_genesis_corruption` pipeline of these settings."
@@ -96,9 +119,12 @@ class CorruptionConfig:
         return t
 
 # %% ../../nbs/51_methods.vectorpose.ipynb 10
-def body_region(subject:tio.Subject, # subject whose `image` channel 0 defines the body
-                threshold:float|str|None='auto' # 'auto': the subject's `body` mask (from preprocessing), else Otsu; a number on [0, 1]; None: 5th percentile
-               ) -> tuple: # (mask (X,Y,Z) bool, box (6,) edge coordinates)
+def body_region(
+    subject: tio.Subject,  # subject whose `image` channel 0 defines the body
+    threshold: (
+        float | str | None
+    ) = 'auto',  # 'auto': the subject's `body` mask (from preprocessing), else Otsu; a number on [0, 1]; None: 5th percentile
+) -> tuple:  # (mask (X,Y,Z) bool, box (6,) edge coordinates)
     "Body mask and its bounding box, cached on the subject; the whole volume if nothing exceeds the threshold."
     x = subject['image'].data[0]
     cache = subject.get('_ssl3d_body')
@@ -107,11 +133,13 @@ def body_region(subject:tio.Subject, # subject whose `image` channel 0 defines t
     body = subject.get('body') if threshold == 'auto' else None
     if isinstance(body, tio.Image) and tuple(body.spatial_shape) == tuple(x.shape):
         m = body.data[0].numpy() > 0   # computed on the raw intensities before any window (issue 12)
-    else: m = body_mask(x.float(), body_threshold_of(x.float(), 'otsu' if threshold == 'auto' else threshold))
+    else:
+        m = body_mask(x.float(), body_threshold_of(x.float(), 'otsu' if threshold == 'auto' else threshold))
     if not m.any(): m = np.ones(x.shape, bool)
     out = (m, mask_box(m))
     subject['_ssl3d_body'] = {**(cache if isinstance(cache, dict) else {}), key: out}
     return out
+
 
 def sample_body_view(subject:tio.Subject, # preprocessed subject, intensities in [0, 1]
                      cfg:ViewConfig, # crop settings (any config inheriting `ViewConfig`)
@@ -121,10 +149,21 @@ def sample_body_view(subject:tio.Subject, # preprocessed subject, intensities in
     img = subject['image']
     mask, box = body_region(subject, cfg.body_threshold)
     S = (int(cfg.crop_size),) * 3
-    g = sample_view(tuple(img.data.shape[1:]), S, rng, region=box, scale_range=cfg.scale_range, flip_policy=cfg.flip_policy,
-                    flip_p=cfg.flip_p, rot_p=cfg.rot_p, body_fraction=functools.partial(box_fraction, mask),
-                    min_body_fraction=cfg.min_body_fraction, max_tries=cfg.max_tries,
-                    source_spacing=tuple(float(s) for s in img.spacing), source_id=str(subject.get('id', '')))
+    g = sample_view(
+        tuple(img.data.shape[1:]),
+        S,
+        rng,
+        region=box,
+        scale_range=cfg.scale_range,
+        flip_policy=cfg.flip_policy,
+        flip_p=cfg.flip_p,
+        rot_p=cfg.rot_p,
+        body_fraction=functools.partial(box_fraction, mask),
+        min_body_fraction=cfg.min_body_fraction,
+        max_tries=cfg.max_tries,
+        source_spacing=tuple(float(s) for s in img.spacing),
+        source_id=str(subject.get('id', '')),
+    )
     return dict(geometry=g, region=(box[:3].copy(), box[3:] - box[:3]), spacing=g.source_spacing)
 
 def sample_body_crop(subject:tio.Subject, # preprocessed subject, intensities in [0, 1]
@@ -136,8 +175,10 @@ def sample_body_crop(subject:tio.Subject, # preprocessed subject, intensities in
     clean = extract_view(subject['image'].data.float(), v['geometry']).contiguous()
     lo, hi = float(clean.min()), float(clean.max())
     if lo < -1e-3 or hi > 1 + 1e-3:
-        raise DataError(f"subject {subject.get('id', '?')}: crop intensities span [{lo:.4g}, {hi:.4g}]; single-view methods need "
-                        "[0, 1] (preprocess with ssl3d.data.preprocessing)")
+        raise DataError(
+            f"subject {subject.get('id', '?')}: crop intensities span [{lo:.4g}, {hi:.4g}]; single-view methods need "
+            "[0, 1] (preprocess with ssl3d.data.preprocessing)"
+        )
     return dict(clean=clean, **v)
 
 # %% ../../nbs/51_methods.vectorpose.ipynb 16
@@ -183,14 +224,20 @@ class VectorPOSEConfig(BackboneConfig, ViewConfig, CorruptionConfig):
 
     def __post_init__(self):
         self._check_backbone(); self._check_view(32 if self.layout == 'standard' else 16); self._check_corruption()
-        if self.n_vectors not in VP_SUBSETS: raise Ssl3dError(f"n_vectors={self.n_vectors!r}: must be one of {sorted(VP_SUBSETS)}")
-        if not (isinstance(self.eta, (int, float)) and 0 <= self.eta < 0.5): raise Ssl3dError(f"eta={self.eta!r}: must be in [0, 0.5)")
-        if self.jitter not in ('per_crop', 'per_image'): raise Ssl3dError(f"jitter={self.jitter!r}: 'per_crop' or 'per_image'")
-        if self.index_mode not in INDEX_MODES: raise Ssl3dError(f"index_mode={self.index_mode!r}: must be one of {INDEX_MODES}")
+        if self.n_vectors not in VP_SUBSETS:
+            raise Ssl3dError(f"n_vectors={self.n_vectors!r}: must be one of {sorted(VP_SUBSETS)}")
+        if not (isinstance(self.eta, (int, float)) and 0 <= self.eta < 0.5):
+            raise Ssl3dError(f"eta={self.eta!r}: must be in [0, 0.5)")
+        if self.jitter not in ('per_crop', 'per_image'):
+            raise Ssl3dError(f"jitter={self.jitter!r}: 'per_crop' or 'per_image'")
+        if self.index_mode not in INDEX_MODES:
+            raise Ssl3dError(f"index_mode={self.index_mode!r}: must be one of {INDEX_MODES}")
         if self.units not in ('voxel', 'mm'): raise Ssl3dError(f"units={self.units!r}: 'voxel' or 'mm'")
-        if self.edge_norm not in EDGE_NORMS: raise Ssl3dError(f"edge_norm={self.edge_norm!r}: must be one of {EDGE_NORMS}")
+        if self.edge_norm not in EDGE_NORMS:
+            raise Ssl3dError(f"edge_norm={self.edge_norm!r}: must be one of {EDGE_NORMS}")
         _check_prob(self, 'lam')
-        if not (isinstance(self.alpha, (int, float)) and self.alpha >= 0): raise Ssl3dError(f"alpha={self.alpha!r}: must be >= 0")
+        if not (isinstance(self.alpha, (int, float)) and self.alpha >= 0):
+            raise Ssl3dError(f"alpha={self.alpha!r}: must be >= 0")
 
 # %% ../../nbs/51_methods.vectorpose.ipynb 20
 ABLATIONS = {
@@ -217,20 +264,35 @@ class VectorPOSE(SingleViewMethod):
     Config = VectorPOSEConfig
     PRESETS = {'cpu-small': dict(backbone='cpu-small', crop_size=32),
                'tiny': dict(backbone='tiny', crop_size=32, shuffle_windows=1000, bezier_points=1000)}
-    TRAIN_PRESETS = {'paper': dict(steps=15_000, batch_size=12, lr=2e-4, weight_decay=1e-4, optimizer='adamw',
-                                   schedule='cosine', warmup=0),  # 300 epochs × 50 iterations (VP-A10)
-                     'cpu-small': dict(steps=300, batch_size=2, lr=1e-3, weight_decay=1e-4, schedule='cosine', warmup=10,
-                                       log_every=10, ckpt_every=50)}
+    TRAIN_PRESETS = {
+        'paper': dict(
+            steps=15_000, batch_size=12, lr=2e-4, weight_decay=1e-4, optimizer='adamw', schedule='cosine', warmup=0
+        ),  # 300 epochs × 50 iterations (VP-A10)
+        'cpu-small': dict(
+            steps=300,
+            batch_size=2,
+            lr=1e-3,
+            weight_decay=1e-4,
+            schedule='cosine',
+            warmup=10,
+            log_every=10,
+            ckpt_every=50,
+        ),
+    }
 
     def __init__(self, config=None):
         super().__init__(config)
         c = self.config
         self.targets = VectorTargets(n_vectors=c.n_vectors, eta=c.eta, index_mode=c.index_mode, units=c.units)
         self.vp_head = VPHead(self.encoder.out_channels[-1], c.n_vectors, c.vp_hidden) if c.lam < 1 else None
-        self.bfr_head = ConvHead(self.decoder.out_channels, c.in_channels * (2 if c.alpha > 0 else 1)) if c.lam > 0 else None
+        self.bfr_head = (
+            ConvHead(self.decoder.out_channels, c.in_channels * (2 if c.alpha > 0 else 1)) if c.lam > 0 else None
+        )
 
     def extra_targets(self, crop, subject, rng):
-        return dict(edges=edge_target(crop['clean'], norm=self.config.edge_norm), **self.geometry_targets(crop, subject, rng))
+        return dict(
+            edges=edge_target(crop['clean'], norm=self.config.edge_norm), **self.geometry_targets(crop, subject, rng)
+        )
 
     def geometry_targets(self, crop:dict, # `sample_body_view` output (geometry, region, spacing)
                          subject:tio.Subject, rng:np.random.Generator) -> dict:
@@ -240,8 +302,12 @@ class VectorPOSE(SingleViewMethod):
         jr = rng if c.jitter == 'per_crop' else np.random.default_rng(zlib.crc32(str(subject.get('id', '')).encode()))
         L = landmark_centre(size, c.eta, jr, box=(start, size))
         t = self.targets(g.box_start, g.box_size, size, A=g.A, landmark=L, spacing=crop['spacing'])
-        return dict(vp_target=t['vp_target'], landmark=torch.as_tensor(L), radius=torch.tensor(float(t['radius']), dtype=torch.float64),
-                    vp_clamped=torch.tensor(float(t['vp_clamped'])))
+        return dict(
+            vp_target=t['vp_target'],
+            landmark=torch.as_tensor(L),
+            radius=torch.tensor(float(t['radius']), dtype=torch.float64),
+            vp_clamped=torch.tensor(float(t['vp_clamped'])),
+        )
 
     def heads(self, x:Tensor # (B, C, X, Y, Z) network input
              ) -> tuple: # (vp_logits (B, n, 3) or None, recon_logits (B, C or 2C, X, Y, Z) or None)
@@ -254,15 +320,17 @@ class VectorPOSE(SingleViewMethod):
     def forward(self, batch):
         c = self.config
         vp, rec = self.heads(batch['input'])
-        t = vectorpose_loss(vp, batch.get('vp_target'), rec, batch['clean'], batch.get('edges') if c.alpha > 0 else None,
-                            c.lam, c.alpha)
+        t = vectorpose_loss(
+            vp, batch.get('vp_target'), rec, batch['clean'], batch.get('edges') if c.alpha > 0 else None, c.lam, c.alpha
+        )
         out = {'loss': t['loss'], **{k: t[k].detach() for k in ('vp', 'bfr', 'voxel', 'boundary')}}
         if 'vp_clamped' in batch: out['vp_clamped'] = batch['vp_clamped'].float().mean()
         return out
 
     @torch.no_grad()
-    def predict(self, x:Tensor # (B, C, X, Y, Z) network input
-               ) -> dict: # recon (B,C,...) and edges (B,C,...) in [0,1] or None; vp (B,n,3) normalised (r/R, θ/π, φ/π) or None
+    def predict(
+        self, x: Tensor  # (B, C, X, Y, Z) network input
+    ) -> dict:  # recon (B,C,...) and edges (B,C,...) in [0,1] or None; vp (B,n,3) normalised (r/R, θ/π, φ/π) or None
         "Decoded predictions for plots: σ of the reconstruction channels and the VP triples (σ, σ, tanh)."
         vp, rec = self.heads(x)
         C = self.config.in_channels
@@ -275,8 +343,15 @@ class VectorPOSE(SingleViewMethod):
 
 # %% ../../nbs/51_methods.vectorpose.ipynb 46
 import math
-from ..batched import (view_patch_box, cut_patch, raw_patches, views_from_patches, edge_targets, mg_corruption_params,
-                           mg_corrupt_batch)
+from ssl3d.batched import (
+    view_patch_box,
+    cut_patch,
+    raw_patches,
+    views_from_patches,
+    edge_targets,
+    mg_corruption_params,
+    mg_corrupt_batch,
+)
 
 _RAW_ONLY = ('patch', 'patch_start', 'patch_size', 'pad', 'volume_index', 'mg_shuffle', 'mg_bezier', 'mg_paint')
 
