@@ -42,12 +42,23 @@ class DemoConfig:
     hu_range: tuple = (-175., 250.)  # CT window of pretraining and fine-tuning: abdominal soft tissue (HU)
     flip_p: float = 0.0  # fine-tuning flips: off, they erase the left/right cues of lateralised organs
     finetune_lr: float = 3e-3  # fine-tuning peak learning rate (the paper's 1e-3 is slow at CPU step counts)
-    voxel_spacing: tuple | None = (
-        6.0,
-        6.0,
-        6.0,
-    )  # resampling spacing (mm) of pretraining and fine-tuning (None: the presets')
+    voxel_spacing: tuple|None = (6., 6., 6.)  # resampling spacing (mm) of pretraining and fine-tuning (None: presets')
     patch_size: tuple|None = (32, 32, 32)  # fine-tuning patch (None: the fine-tuning preset's)
+
+    def __post_init__(self):
+        def bad(field, why): raise Ssl3dError(f"DemoConfig.{field}={getattr(self, field)!r}: {why}")
+        if int(self.n) < 3: bad('n', 'need at least 3 labelled phantoms (train, val and test)')
+        if int(self.n_unlabelled) < 0: bad('n_unlabelled', 'must be >= 0')
+        if len(tuple(self.shape)) != 3 or min(self.shape) < 8: bad('shape', 'need three sizes >= 8 voxels')
+        if len(tuple(self.spacing)) != 3 or min(self.spacing) <= 0: bad('spacing', 'need three positive spacings (mm)')
+        if not 0 < float(self.label_fraction) <= 1: bad('label_fraction', 'must be in (0, 1]')
+        if not float(self.budget_minutes) > 0: bad('budget_minutes', 'must be > 0')
+        for f in ('pretrain_steps', 'finetune_steps'):
+            if getattr(self, f) is not None and int(getattr(self, f)) < 1: bad(f, 'must be >= 1 (or None to plan it)')
+        if not 0 <= float(self.flip_p) <= 1: bad('flip_p', 'must be in [0, 1]')
+        if not float(self.finetune_lr) > 0: bad('finetune_lr', 'must be > 0')
+        if len(tuple(self.hu_range)) != 2 or not self.hu_range[0] < self.hu_range[1]:
+            bad('hu_range', 'need (low, high) with low < high')
 
 def _finetune_overrides(cfg:DemoConfig) -> dict:
     "The `FinetuneConfig` overrides both demo runs use (the demo's settings, then `cfg.finetune_overrides`)."
@@ -126,7 +137,7 @@ def plan_steps(cfg:DemoConfig, # demo settings (given step counts are kept)
         budget_seconds=cfg.budget_minutes * 60,
     )
 
-# %% ../nbs/72_demo.ipynb 11
+# %% ../nbs/72_demo.ipynb 12
 def _stage(name:str, timings:dict, log):
     class _T:
         def __enter__(s): s.t = time.time(); log(f"[demo] {name} …"); return s
@@ -174,7 +185,7 @@ def _evaluated(model:Path, out:Path) -> bool:
     m = out/'metrics.json'
     return m.exists() and m.stat().st_mtime >= model.stat().st_mtime
 
-# %% ../nbs/72_demo.ipynb 12
+# %% ../nbs/72_demo.ipynb 13
 def _write_results(out:Path, runs:dict, plan:dict, timings:dict, cfg:DemoConfig):
     "results.csv (tidy rows with a run column) and results.json (plan, timings, per-class and mean metrics)."
     def wcsv(p):
@@ -207,7 +218,7 @@ def _figure(out:Path, data:Path, runs:dict, test_id:str, n_classes:int):
     fig.savefig(out/'demo.png', dpi=90); plt.close(fig)
     return out/'demo.png'
 
-# %% ../nbs/72_demo.ipynb 14
+# %% ../nbs/72_demo.ipynb 15
 def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips finished stages)
          budget_minutes:float|None=None, # wall-clock budget when steps are planned (default 15)
          pretrain_steps:int|None=None, # None: planned from the budget
@@ -368,7 +379,7 @@ class _Null:
     def __enter__(self): return self
     def __exit__(self, *exc): return False
 
-# %% ../nbs/72_demo.ipynb 18
+# %% ../nbs/72_demo.ipynb 19
 def _cfg_demo(p):
     p.add_argument('--out', default='runs/demo', help='run folder (re-running resumes and skips finished stages)')
     p.add_argument(
