@@ -93,9 +93,13 @@ def readme_text() -> str:
         if src and 'echo' not in d: parts.append(f'```python\n{src}\n```')
         texts = []
         for o in c.get('outputs', []):
+            data = o.get('data', {})
             if o.get('output_type') == 'stream': texts.append(''.join(o['text']))
-            elif 'text/plain' in o.get('data', {}) and 'image/png' not in o.get('data', {}):
-                texts.append(''.join(o['data']['text/plain']))
+            elif 'text/markdown' in data:  # a table the notebook reads from committed results: inserted as markdown
+                if texts: parts.append('```\n' + ''.join(texts).rstrip() + '\n```'); texts = []
+                parts.append(''.join(data['text/markdown']).strip())
+            elif 'text/plain' in data and 'image/png' not in data:
+                texts.append(''.join(data['text/plain']))
         if texts: parts.append('```\n' + ''.join(texts).rstrip() + '\n```')
     return '\n\n'.join(parts) + '\n'
 
