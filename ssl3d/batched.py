@@ -13,7 +13,7 @@ from .core import Ssl3dError
 from .geometry import ViewGeometry, from_tensor, extract_view
 from .transforms import (RandomLocalPixelShuffle, RandomBezierIntensity, RandomPainting, bezier_curve, _interp,
                               sample_inpainting_boxes, sample_outpainting_boxes, RandomVarianceNoise, RandomVoxelBlur,
-                              RandomBrightness, RandomRangeGamma)
+                              RandomBrightness, RandomRangeGamma, random_seed)
 from .targets import EDGE_NORMS
 
 # %% auto 0
@@ -132,7 +132,7 @@ def mg_corruption_params(corruption:tio.Compose, # a `models_genesis_corruption`
         if isinstance(t, RandomPainting) and paint is None: paint = torch.zeros(4 + 6 * t.max_boxes, dtype=torch.int64)
         if not _coin(t): continue
         if isinstance(t, RandomLocalPixelShuffle):
-            shuffle[:] = torch.tensor([1, t._get_random_seed()])
+            shuffle[:] = torch.tensor([1, random_seed()])
         elif isinstance(t, RandomBezierIntensity):
             ((a, b), (c, d)), dec = t.get_params()
             bezier[:] = torch.tensor([1, a, b, c, d, float(dec)], dtype=torch.float64)
@@ -141,7 +141,7 @@ def mg_corruption_params(corruption:tio.Compose, # a `models_genesis_corruption`
             boxes = (sample_outpainting_boxes if out else sample_inpainting_boxes)(
                 tuple(shape), t.max_boxes, t.p_continue, t.margin
             )
-            paint[:4] = torch.tensor([1, int(out), len(boxes), t._get_random_seed()])
+            paint[:4] = torch.tensor([1, int(out), len(boxes), random_seed()])
             if boxes: paint[4:4 + 6 * len(boxes)] = torch.tensor(boxes).flatten()
         else:
             raise Ssl3dError(f"mg_corruption_params: unsupported transform {type(t).__name__}")
@@ -284,7 +284,7 @@ def intensity_params(augment:tio.Compose # a `pgl_intensity_augmentation` pipeli
         if not _coin(t): continue
         if isinstance(t, RandomVarianceNoise):
             out[0:3] = torch.tensor(
-                [1, math.sqrt(t.sample_uniform(*t.variance_range)), t._get_random_seed()], dtype=torch.float64
+                [1, math.sqrt(t.sample_uniform(*t.variance_range)), random_seed()], dtype=torch.float64
             )
         elif isinstance(t, RandomVoxelBlur):
             out[3:5] = torch.tensor([1, t.sample_uniform(*t.sigma_range)], dtype=torch.float64)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 # %% auto 0
-__all__ = ['COMMANDS', 'Ssl3dError', 'DataError', 'seed_everything', 'pick_device', 'atomic_write', 'check_writable',
+__all__ = ['COMMANDS', 'Ssl3dError', 'DataError', 'seed_everything', 'as_triple', 'pick_device', 'atomic_write', 'check_writable',
            'remove_stale_tmp', 'save_json', 'load_json', 'config_to_dict', 'config_from_dict', 'update_config',
            'Registry', 'Command', 'register_command']
 
@@ -29,7 +29,22 @@ def seed_everything(seed:int # seed for Python, NumPy and torch (CPU and CUDA)
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return np.random.default_rng(seed)
 
-# %% ../nbs/00_core.ipynb 11
+# %% ../nbs/00_core.ipynb 12
+def as_triple(v, # one value for all axes, or three values (X, Y, Z)
+              name:str, # parameter name for error messages
+              cast:Callable=float, # applied to each value: float, int or bool
+              positive:bool=False # refuse zero and negative values
+             )->tuple: # (x, y, z)
+    "One value or three values as a 3-tuple `(X, Y, Z)` of `cast` values; errors name the parameter."
+    try: items = list(v)
+    except TypeError: items = [v] * 3    # not iterable: one value for all axes
+    try: t = tuple(cast(x) for x in items)
+    except (TypeError, ValueError): raise Ssl3dError(f"{name}={v!r}: expected {cast.__name__} values") from None
+    if len(t) != 3: raise Ssl3dError(f"{name}={v!r}: expected one value or three (X, Y, Z)")
+    if positive and min(t) <= 0: raise Ssl3dError(f"{name}={v!r}: values must be positive")
+    return t
+
+# %% ../nbs/00_core.ipynb 14
 def pick_device(spec:str|torch.device='auto' # 'auto', 'cpu', 'cuda', 'cuda:1' or a device
                )->torch.device:
     "Resolve a device name; 'auto' takes CUDA when present, else CPU."
@@ -40,7 +55,7 @@ def pick_device(spec:str|torch.device='auto' # 'auto', 'cpu', 'cuda', 'cuda:1' o
     try: return torch.device(spec)
     except RuntimeError as e: raise Ssl3dError(f"device={spec!r} is not a valid device name") from e
 
-# %% ../nbs/00_core.ipynb 14
+# %% ../nbs/00_core.ipynb 17
 def atomic_write(path:str|Path, # destination file
                  write:Callable[[Path], Any] # called with a temporary path in the same folder
                 ) -> Path:
@@ -117,7 +132,7 @@ def load_json(path:str|Path):
     try: return json.loads(path.read_text())
     except json.JSONDecodeError as e: raise Ssl3dError(f"{path}: invalid JSON ({e})") from e
 
-# %% ../nbs/00_core.ipynb 17
+# %% ../nbs/00_core.ipynb 20
 def config_to_dict(cfg) -> dict:
     "A (nested) dataclass as a plain dict."
     return dataclasses.asdict(cfg)
@@ -155,7 +170,7 @@ def update_config(cfg, **overrides):
         node[last] = v
     return config_from_dict(type(cfg), d)
 
-# %% ../nbs/00_core.ipynb 20
+# %% ../nbs/00_core.ipynb 23
 class Registry:
     "A name → object table with helpful errors."
     def __init__(self, kind:str): self.kind, self._items = kind, {}
@@ -186,7 +201,7 @@ def _pedigree(o) -> tuple:
     attrs = getattr(o, '__dict__', {})
     return (type(o).__qualname__, *sorted((k, getattr(v, '__qualname__', repr(v))) for k, v in attrs.items()))
 
-# %% ../nbs/00_core.ipynb 23
+# %% ../nbs/00_core.ipynb 26
 COMMANDS = Registry('command')
 
 @dataclasses.dataclass

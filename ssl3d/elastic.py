@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor
 import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
-from .core import Ssl3dError
+from .core import Ssl3dError, as_triple
+from .transforms import transform_base_args
 
 # %% auto 0
 __all__ = ['bspline_basis', 'dense_displacement', 'random_control_points', 'identity_grid', 'warp_grid', 'sampling_grid',
@@ -46,11 +47,6 @@ def dense_displacement(control_points:Tensor, # (nx, ny, nz, 3) displacements at
     return (c.reshape(-1, c.shape[-1]) @ bz.T).view(3, *(int(s) for s in shape))   # one matmul writes the big array
 
 # %% ../nbs/13_elastic.ipynb 11
-def _triple(v, name, cast=float):
-    t = tuple(cast(x) for x in (v if isinstance(v, (tuple, list, np.ndarray)) else (v,) * 3))
-    if len(t) != 3: raise Ssl3dError(f"{name}={v!r}: expected one value or three (X, Y, Z)")
-    return t
-
 def random_control_points(num_control_points=7, # control points per axis, int or (nx, ny, nz), each >= 4
                           max_displacement=7.5, # largest displacement per axis (mm), float or (X, Y, Z)
                           spacing=(1.0, 1.0, 1.0), # voxel size (mm) to convert to voxels
@@ -59,11 +55,11 @@ def random_control_points(num_control_points=7, # control points per axis, int o
                           device=None
                          )->Tensor: # (nx, ny, nz, 3) displacements in voxels
     "A TorchIO-style random control grid in voxel units."
-    n = _triple(num_control_points, 'num_control_points', int)
+    n = as_triple(num_control_points, 'num_control_points', int)
     if min(n) < 4: raise Ssl3dError(f"num_control_points={num_control_points!r}: each must be >= 4 (cubic B-spline)")
     if locked_borders not in (0, 1, 2): raise Ssl3dError(f"locked_borders={locked_borders!r}: must be 0, 1 or 2")
     if locked_borders == 2 and min(n) < 5: raise Ssl3dError("locked_borders=2 needs >= 5 control points per axis")
-    md = torch.tensor(_triple(max_displacement, 'max_displacement')) / torch.tensor(_triple(spacing, 'spacing'))
+    md = torch.tensor(as_triple(max_displacement, 'max_displacement')) / torch.tensor(as_triple(spacing, 'spacing'))
     c = (torch.rand(*n, 3, generator=generator) * 2 - 1) * md
     for i in range(locked_borders):
         c[i] = c[-1 - i] = 0; c[:, i] = c[:, -1 - i] = 0; c[:, :, i] = c[:, :, -1 - i] = 0
@@ -215,4 +211,4 @@ class RandomElasticWarp(RandomTransform, tio.SpatialTransform):
 
     def apply_transform(self, subject:tio.Subject)->tio.Subject:
         cp = random_control_points(self.num_control_points, self.max_displacement, locked_borders=self.locked_borders)
-        return ElasticWarp(cp, **self._get_base_args())(subject)
+        return ElasticWarp(cp, **transform_base_args(self))(subject)

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .core import Ssl3dError
+from .core import Ssl3dError, as_triple
 
 # %% auto 0
 __all__ = ['ViewGeometry', 'overlap_src', 'box_volume', 'overlap_fraction', 'extract_view', 'from_tensor', 'mg_flip', 'mask_box',
@@ -17,12 +17,6 @@ __all__ = ['ViewGeometry', 'overlap_src', 'box_volume', 'overlap_fraction', 'ext
 
 # %% ../nbs/10_geometry.ipynb 6
 _PLANES = ((0, 1), (0, 2), (1, 2))
-
-def _triplet(v, name, kind=float):
-    try: t = tuple(kind(x) for x in v)
-    except TypeError: t = (kind(v),) * 3
-    if len(t) != 3: raise Ssl3dError(f"{name}={v!r}: expected 3 values (X, Y, Z)")
-    return t
 
 def _affine(m:np.ndarray, p):
     if isinstance(p, torch.Tensor):
@@ -53,14 +47,14 @@ class ViewGeometry:
 
     def __post_init__(self):
         s = object.__setattr__
-        s(self, 'source_shape', _triplet(self.source_shape, 'source_shape', int))
-        s(self, 'source_spacing', _triplet(self.source_spacing, 'source_spacing'))
-        s(self, 'box_start', (0.0,)*3 if self.box_start is None else _triplet(self.box_start, 'box_start'))
+        s(self, 'source_shape', as_triple(self.source_shape, 'source_shape', int))
+        s(self, 'source_spacing', as_triple(self.source_spacing, 'source_spacing'))
+        s(self, 'box_start', (0.0,)*3 if self.box_start is None else as_triple(self.box_start, 'box_start'))
         s(self, 'box_size', tuple(map(float, self.source_shape)) if self.box_size is None
-          else _triplet(self.box_size, 'box_size'))
+          else as_triple(self.box_size, 'box_size'))
         s(self, 'out_size', tuple(int(round(l)) for l in self.box_size) if self.out_size is None
-          else _triplet(self.out_size, 'out_size', int))
-        s(self, 'flips', _triplet(self.flips, 'flips', bool))
+          else as_triple(self.out_size, 'out_size', int))
+        s(self, 'flips', as_triple(self.flips, 'flips', bool))
         try: k, plane = int(self.rot[0]), tuple(int(p) for p in self.rot[1])
         except (TypeError, IndexError, ValueError): raise Ssl3dError(f"rot={self.rot!r}: expected (k, (i, j))")
         s(self, 'rot', (k % 4, plane))
@@ -252,7 +246,7 @@ def sample_view(source_shape, # V = (X, Y, Z) of the source volume
                 source_id:str='' # recorded
                )->ViewGeometry:
     "Draw one view: crop (optionally scaled) inside `region`, flips and rot90 by the chosen policy."
-    V, S = _triplet(source_shape, 'source_shape', int), _triplet(out_size, 'out_size', int)
+    V, S = as_triple(source_shape, 'source_shape', int), as_triple(out_size, 'out_size', int)
     r = np.array([0, 0, 0, *V], float) if region is None else np.asarray(region, float)
     if r.shape != (6,) or np.any(r[3:] <= r[:3]):
         raise Ssl3dError(f"region={region!r}: expected (x0, y0, z0, x1, y1, z1) with x1 > x0")

@@ -8,7 +8,7 @@ import copy, importlib, math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import Ssl3dError, Registry
+from .core import Ssl3dError, Registry, as_triple
 
 # %% auto 0
 __all__ = ['RESNET_DEPTHS', 'BACKBONE_PRESETS', 'ENCODER_LAYOUTS', 'BACKBONE_ARCHS', 'LAZY_ARCH_MODULES', 'BasicBlock',
@@ -18,12 +18,6 @@ __all__ = ['RESNET_DEPTHS', 'BACKBONE_PRESETS', 'ENCODER_LAYOUTS', 'BACKBONE_ARC
            'cosine_momentum']
 
 # %% ../nbs/40_models.ipynb 6
-def _triple(v, name):
-    "An int or 3 ints as a 3-tuple of positive ints (TorchIO (X, Y, Z) order)."
-    t = (int(v),) * 3 if isinstance(v, (int, float)) else tuple(int(a) for a in v)
-    if len(t) != 3 or min(t) < 1: raise Ssl3dError(f"{name}={v!r} must be a positive int or 3 positive ints (X, Y, Z)")
-    return t
-
 class BasicBlock(nn.Module):
     "Two 3×3×3 conv-BN layers with a residual connection (MONAI `ResNetBlock`)."
     expansion = 1
@@ -80,8 +74,10 @@ class ResNetEncoder(nn.Module):
         if len(strides) != 4: raise Ssl3dError(f"strides={strides!r} must give one stride per stage (4 entries)")
         block, layers = RESNET_DEPTHS[depth]
         self.depth, self.in_channels, self.base_width, self.check_size = depth, in_channels, base_width, check_size
-        self.stem_kernel, self.stem_stride = _triple(stem_kernel, 'stem_kernel'), _triple(stem_stride, 'stem_stride')
-        self.max_pool, self.strides = max_pool, [_triple(s, f'strides[{i}]') for i, s in enumerate(strides)]
+        self.stem_kernel = as_triple(stem_kernel, 'stem_kernel', int, positive=True)
+        self.stem_stride = as_triple(stem_stride, 'stem_stride', int, positive=True)
+        self.max_pool = max_pool
+        self.strides = [as_triple(s, f'strides[{i}]', int, positive=True) for i, s in enumerate(strides)]
         self.conv1 = nn.Conv3d(in_channels, base_width, self.stem_kernel, stride=self.stem_stride,
                                padding=tuple(k // 2 for k in self.stem_kernel), bias=False)
         self.bn1 = nn.BatchNorm3d(base_width)
@@ -131,7 +127,7 @@ def check_divisible(x:torch.Tensor, # (B, C, X, Y, Z) input
                     multiple:int|tuple, # required multiple per axis (X, Y, Z)
                    )->None:
     "Raise `Ssl3dError` unless every spatial size of x is a multiple of `multiple`."
-    m = _triple(multiple, 'multiple')
+    m = as_triple(multiple, 'multiple', int, positive=True)
     if x.dim() != 5: raise Ssl3dError(f"expected a (B, C, X, Y, Z) tensor, got shape {tuple(x.shape)}")
     size = tuple(x.shape[2:])
     if any(s % k for s, k in zip(size, m)):
@@ -144,7 +140,7 @@ def pad_to_multiple(x:torch.Tensor, # (B, C, X, Y, Z) or (C, X, Y, Z)
                     value:float=0., # fill value for mode='constant'
                    )->torch.Tensor: # padded tensor; the original voxels keep their indices
     "Pad the end of each spatial axis so that sizes become multiples of `multiple`."
-    m = _triple(multiple, 'multiple')
+    m = as_triple(multiple, 'multiple', int, positive=True)
     pads = [(-s) % k for s, k in zip(x.shape[-3:], m)]
     if not any(pads): return x
     flat = [p for q in reversed(pads) for p in (0, q)]   # F.pad lists the last axis first
@@ -200,7 +196,8 @@ class LightDecoder(nn.Module):
         if len(encoder_channels) != 5 or len(widths) != 5:
             raise Ssl3dError(f"LightDecoder needs 5 encoder_channels and 5 widths, got {encoder_channels} and {widths}")
         c, w = list(encoder_channels), list(widths)
-        self.stem_stride, self.out_channels, self.widths = _triple(stem_stride, 'stem_stride'), out_channels, tuple(w)
+        self.stem_stride = as_triple(stem_stride, 'stem_stride', int, positive=True)
+        self.out_channels, self.widths = out_channels, tuple(w)
         self.lateral5 = nn.Conv3d(c[4], w[0], 1)
         self.laterals = nn.ModuleList([nn.Conv3d(c[3 - i], w[i], 1) for i in range(4)])       # C4, C3, C2, C1
         self.fuse = nn.ModuleList([_conv3(w[i], w[i + 1]) for i in range(4)])                 # → P4, P3, P2, P1

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import torch
 import torch.nn.functional as F
-from .core import Ssl3dError
+from .core import Ssl3dError, as_triple
 
 # %% auto 0
 __all__ = ['roi_align3d', 'patchify3d', 'unpatchify3d', 'random_masking']
@@ -51,16 +51,11 @@ def roi_align3d(feat:torch.Tensor, # (N, C, X, Y, Z) feature maps
     return F.avg_pool3d(y, s) if s > 1 else y
 
 # %% ../nbs/41_ops.ipynb 21
-def _triple(p, name):
-    p = (p,) * 3 if isinstance(p, int) else tuple(int(v) for v in p)
-    if len(p) != 3 or min(p) < 1: raise Ssl3dError(f"{name}={p} must be a positive int or 3 positive ints")
-    return p
-
 def patchify3d(x:torch.Tensor, # (B, C, X, Y, Z) volume
                p:int|tuple, # patch size p or (px, py, pz); must divide X, Y, Z
               )->torch.Tensor: # (B, N, px·py·pz·C) tokens, X-major then Y then Z
     "Cut a volume into non-overlapping patches and flatten each into a token."
-    px, py, pz = _triple(p, 'patch size')
+    px, py, pz = as_triple(p, 'patch size p', int, positive=True)
     B, C, X, Y, Z = x.shape
     if X % px or Y % py or Z % pz:
         raise Ssl3dError(f"patchify3d: spatial size {(X, Y, Z)} is not divisible by patch size {(px, py, pz)}")
@@ -74,7 +69,7 @@ def unpatchify3d(tokens:torch.Tensor, # (B, N, px·py·pz·C) tokens from `patch
                  size:tuple, # spatial size (X, Y, Z) of the volume
                 )->torch.Tensor: # (B, C, X, Y, Z) volume
     "Inverse of `patchify3d`."
-    px, py, pz = _triple(p, 'patch size')
+    px, py, pz = as_triple(p, 'patch size p', int, positive=True)
     X, Y, Z = size; nx, ny, nz = X // px, Y // py, Z // pz
     B, N, D = tokens.shape
     if N != nx * ny * nz or D % (px * py * pz):

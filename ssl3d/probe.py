@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import torchio as tio
 from torch import nn
 from .core import Ssl3dError, DataError
+from .models import pad_to_multiple
 
 # %% auto 0
 __all__ = ['ProbeConfig', 'LinearProbe', 'fit_probe', 'OnlineProbe', 'plot_probe']
@@ -41,12 +42,6 @@ def _stages(encoder:nn.Module, x:torch.Tensor) -> list:
     "The encoder's feature maps of `x` (padded to a multiple of 32 and cropped back by the callers)."
     f = encoder(x)
     return list(f) if isinstance(f, (list, tuple)) else [f]
-
-def _pad32(x:torch.Tensor) -> tuple:
-    "Pad (B, C, X, Y, Z) at the far end to multiples of 32 (replicate) and return the original size."
-    size = x.shape[2:]
-    pad = [v for s in reversed(size) for v in (0, (-s) % 32)]
-    return (F.pad(x, pad, mode='replicate') if any(pad) else x), tuple(size)
 
 class LinearProbe(nn.Module):
     "A 1×1×1 convolution on the concatenated, upsampled encoder stages, applied stage by stage."
@@ -108,11 +103,9 @@ def fit_probe(encoder:nn.Module, # frozen (eval mode) encoder
     X, Y = [], []
     with torch.no_grad():
         for img, lab in fit:
-            xp, size = _pad32(img[None].float().to(dev))
+            xp = pad_to_multiple(img[None].float().to(dev), 32, mode='replicate')
             feats = _stages(encoder, xp)
-            yp = F.pad(lab[None, None].long(), [v for s in reversed(size) for v in (0, (-s) % 32)], value=-1)[
-                0, 0
-            ].reshape(-1)
+            yp = pad_to_multiple(lab[None, None].long(), 32, value=-1)[0, 0].reshape(-1)  # -1: padding, never sampled
             idx = []
             for k in range(n_classes):
                 where = np.flatnonzero(yp.numpy() == k)
@@ -150,7 +143,7 @@ def fit_probe(encoder:nn.Module, # frozen (eval mode) encoder
         train_dice = _dice(probe(X).argmax(1), Y, n_classes)
         ds = []
         for img, lab in val:
-            xp, size = _pad32(img[None].float().to(dev))
+            xp, size = pad_to_multiple(img[None].float().to(dev), 32, mode='replicate'), img.shape[1:]
             pred = probe.logits(_stages(encoder, xp), xp.shape[2:])[0].argmax(0)[:size[0], :size[1], :size[2]].cpu()
             ds.append(_dice(pred, lab.long(), n_classes))
     ds = [d for d in ds if not math.isnan(d)]

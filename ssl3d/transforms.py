@@ -4,26 +4,64 @@
 
 # %% ../nbs/11_transforms.ipynb 3
 from __future__ import annotations
-import math
+import functools, inspect, math, numbers
 import numpy as np
 import torch
 import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
-from torchio.transforms.intensity_transform import IntensityTransform
+from torchio import IntensityTransform
 from .core import Ssl3dError
 from . import geometry as _geometry
 
 # %% auto 0
-__all__ = ['mg_flip', 'local_pixel_shuffle', 'bezier_curve', 'bezier_map', 'sample_inpainting_boxes', 'sample_outpainting_boxes',
-           'in_paint', 'out_paint', 'LocalPixelShuffle', 'RandomLocalPixelShuffle', 'BezierIntensity',
-           'RandomBezierIntensity', 'InPainting', 'OutPainting', 'RandomPainting', 'RandomInPainting',
-           'RandomOutPainting', 'models_genesis_corruption', 'RandomVoxelBlur', 'RandomVarianceNoise', 'Brightness',
-           'RandomBrightness', 'RangeGamma', 'RandomRangeGamma', 'finetune_augmentation', 'pgl_intensity_augmentation']
+__all__ = ['mg_flip', 'transform_base_args', 'random_seed', 'parse_range', 'local_pixel_shuffle', 'bezier_curve', 'bezier_map',
+           'sample_inpainting_boxes', 'sample_outpainting_boxes', 'in_paint', 'out_paint', 'LocalPixelShuffle',
+           'RandomLocalPixelShuffle', 'BezierIntensity', 'RandomBezierIntensity', 'InPainting', 'OutPainting',
+           'RandomPainting', 'RandomInPainting', 'RandomOutPainting', 'models_genesis_corruption', 'RandomVoxelBlur',
+           'RandomVarianceNoise', 'Brightness', 'RandomBrightness', 'RangeGamma', 'RandomRangeGamma',
+           'finetune_augmentation', 'pgl_intensity_augmentation']
 
 # %% ../nbs/11_transforms.ipynb 5
 mg_flip = _geometry.mg_flip  # the Models Genesis flip loop acts on the view geometry (see ssl3d.geometry)
 
-# %% ../nbs/11_transforms.ipynb 9
+# %% ../nbs/11_transforms.ipynb 7
+@functools.cache
+def _base_arg_names() -> tuple:
+    "The `tio.Transform` constructor arguments (except `p`) that this TorchIO version accepts."
+    names = ('copy', 'include', 'exclude', 'keep', 'parse_input', 'label_keys')
+    return tuple(n for n in names if n in inspect.signature(tio.Transform.__init__).parameters)
+
+def transform_base_args(t:tio.Transform # the transform whose base settings are passed on
+                       )->dict: # keyword arguments for `tio.Transform.__init__`, without `p`
+    "The base settings of `t` (public attributes): its deterministic twin gets the same `include`, `keep`, ..."
+    return {n: getattr(t, n) for n in _base_arg_names() if hasattr(t, n)}  # an attribute a version lacks: default
+
+def random_seed()->int: # in [0, 2³¹)
+    "A seed for a deterministic twin from torch's global RNG (as TorchIO draws it): `torch.manual_seed` repeats it."
+    return int(torch.randint(0, 2**31, (1,)).item())
+
+# %% ../nbs/11_transforms.ipynb 8
+def _is_number(v) -> bool: return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+def parse_range(value, # a number n (range (-n, n), or (min_constraint, n)) or a pair (lo, hi)
+                name:str, # parameter name, for error messages
+                min_constraint:float|None=None # smallest value the range may reach
+               )->tuple: # (lo, hi)
+    "Check a random transform's sampling range and return it as `(lo, hi)` (TorchIO's rules)."
+    if _is_number(value):
+        if value < 0 or (min_constraint is not None and value < min_constraint):
+            raise Ssl3dError(f"{name}={value!r}: a single number must be >= {max(0, min_constraint or 0)}")
+        return (-value if min_constraint is None else min_constraint, value)
+    try: lo, hi = value
+    except (TypeError, ValueError):
+        raise Ssl3dError(f"{name}={value!r}: expected a number or a pair (lo, hi)") from None
+    if not (_is_number(lo) and _is_number(hi)): raise Ssl3dError(f"{name}={value!r}: the values must be numbers")
+    if lo > hi: raise Ssl3dError(f"{name}={value!r}: the first value must not exceed the second")
+    if min_constraint is not None and lo < min_constraint:
+        raise Ssl3dError(f"{name}={value!r}: values must be >= {min_constraint}")
+    return lo, hi
+
+# %% ../nbs/11_transforms.ipynb 14
 def local_pixel_shuffle(x:torch.Tensor, # (C, X, Y, Z) volume
                         seed:int, # seed of the window positions and permutations
                         n_windows:int=10_000, # number of windows (Models Genesis: 10,000)
@@ -51,7 +89,7 @@ def local_pixel_shuffle(x:torch.Tensor, # (C, X, Y, Z) volume
     out[:, d] = flat[:, s]
     return out.view_as(x)
 
-# %% ../nbs/11_transforms.ipynb 15
+# %% ../nbs/11_transforms.ipynb 20
 def bezier_curve(points, # 4 control points ((0,0), (a,b), (c,d), (1,1))
                  n_points:int=100_000 # samples along the curve (Models Genesis: 100,000)
                 )->tuple: # (xs, ys) float64 tensors in Models Genesis order (t from 0 to 1)
@@ -82,7 +120,7 @@ def bezier_map(x:torch.Tensor, # volume with intensities in [0, 1]
     xs, ys = xs.to(x.device), ys.to(x.device)
     return _interp(x.double(), xs, ys).to(x.dtype)
 
-# %% ../nbs/11_transforms.ipynb 18
+# %% ../nbs/11_transforms.ipynb 23
 def _randint(lo, hi):
     "Uniform integer in [lo, hi] from the global torch RNG (TorchIO's convention)."
     return int(torch.randint(int(lo), int(hi) + 1, (1,)).item())
@@ -113,6 +151,7 @@ def sample_outpainting_boxes(shape, # spatial shape (X, Y, Z)
         boxes.append(_box(shape, fn, margin))
     return boxes
 
+# %% ../nbs/11_transforms.ipynb 24
 def _sl(b): return (slice(None), slice(b[0], b[0] + b[3]), slice(b[1], b[1] + b[4]), slice(b[2], b[2] + b[5]))
 
 def in_paint(x:torch.Tensor, # (C, X, Y, Z)
@@ -135,7 +174,7 @@ def out_paint(x:torch.Tensor, # (C, X, Y, Z)
     for b in boxes: out[_sl(b)] = x[_sl(b)]
     return out
 
-# %% ../nbs/11_transforms.ipynb 21
+# %% ../nbs/11_transforms.ipynb 27
 class LocalPixelShuffle(IntensityTransform):
     "Deterministic local pixel shuffling with a given seed (see `local_pixel_shuffle`)."
     def __init__(self, seed, n_windows=10_000, max_fraction=0.1, **kwargs):
@@ -159,11 +198,11 @@ class RandomLocalPixelShuffle(RandomTransform, IntensityTransform):
         self.n_windows, self.max_fraction = n_windows, max_fraction
 
     def apply_transform(self, subject):
-        seeds = {name: self._get_random_seed() for name in self.get_images_dict(subject)}
+        seeds = {name: random_seed() for name in self.get_images_dict(subject)}
         if not seeds: return subject
-        return LocalPixelShuffle(seeds, self.n_windows, self.max_fraction, **self._get_base_args())(subject)
+        return LocalPixelShuffle(seeds, self.n_windows, self.max_fraction, **transform_base_args(self))(subject)
 
-# %% ../nbs/11_transforms.ipynb 22
+# %% ../nbs/11_transforms.ipynb 28
 class BezierIntensity(IntensityTransform):
     "Deterministic Models Genesis Bézier intensity mapping with given control points."
     def __init__(self, control, decreasing=False, n_points=100_000, **kwargs):
@@ -191,9 +230,9 @@ class RandomBezierIntensity(RandomTransform, IntensityTransform):
         params = {name: self.get_params() for name in self.get_images_dict(subject)}
         if not params: return subject
         return BezierIntensity({k: v[0] for k, v in params.items()}, {k: v[1] for k, v in params.items()},
-                               self.n_points, **self._get_base_args())(subject)
+                               self.n_points, **transform_base_args(self))(subject)
 
-# %% ../nbs/11_transforms.ipynb 23
+# %% ../nbs/11_transforms.ipynb 29
 class _BoxPainting(IntensityTransform):
     "Deterministic painting of given boxes with seeded U(0,1) noise; subclasses set `paint` (`in_paint`/`out_paint`)."
     paint = None
@@ -217,6 +256,7 @@ class OutPainting(_BoxPainting):
     "Deterministic out-painting: seeded U(0,1) noise everywhere except the given boxes."
     paint = staticmethod(out_paint)
 
+# %% ../nbs/11_transforms.ipynb 30
 class RandomPainting(RandomTransform, IntensityTransform):
     "Models Genesis painting (p = 0.9): out-painting with probability `p_outpainting` (0.8), else in-painting."
     def __init__(self, p:float=0.9, p_outpainting:float=0.8, max_boxes:int=5, p_continue:float=0.95,
@@ -233,8 +273,8 @@ class RandomPainting(RandomTransform, IntensityTransform):
         out = self._choose()
         sampler, cls = (sample_outpainting_boxes, OutPainting) if out else (sample_inpainting_boxes, InPainting)
         boxes = {n: sampler(im.spatial_shape, self.max_boxes, self.p_continue, self.margin) for n, im in images.items()}
-        seeds = {n: self._get_random_seed() for n in images}
-        return cls(boxes, seeds, **self._get_base_args())(subject)
+        seeds = {n: random_seed() for n in images}
+        return cls(boxes, seeds, **transform_base_args(self))(subject)
 
 class RandomInPainting(RandomPainting):
     "Models Genesis in-painting only (p = 1 by default)."
@@ -246,7 +286,7 @@ class RandomOutPainting(RandomPainting):
     def __init__(self, p:float=1.0, **kwargs): super().__init__(p=p, p_outpainting=1.0, **kwargs)
     def _choose(self): return True
 
-# %% ../nbs/11_transforms.ipynb 30
+# %% ../nbs/11_transforms.ipynb 37
 def models_genesis_corruption(shuffle_p:float=0.5, # local pixel shuffling probability
                               bezier_p:float=0.9, # non-linear intensity probability
                               painting_p:float=0.9, # painting probability
@@ -261,12 +301,12 @@ def models_genesis_corruption(shuffle_p:float=0.5, # local pixel shuffling proba
                         RandomBezierIntensity(p=bezier_p, include=inc),
                         RandomPainting(p=painting_p, p_outpainting=outpainting_p, include=inc)], keep=keep)
 
-# %% ../nbs/11_transforms.ipynb 33
+# %% ../nbs/11_transforms.ipynb 40
 class RandomVoxelBlur(RandomTransform, IntensityTransform):
     "Gaussian blur with one isotropic σ ~ U(lo, hi) in voxels (replays as `tio.Blur` in mm)."
     def __init__(self, sigma:tuple=(0.5, 1.0), **kwargs):
         super().__init__(**kwargs)
-        self.sigma_range = self._parse_range(sigma, 'sigma', min_constraint=0)
+        self.sigma_range = parse_range(sigma, 'sigma', min_constraint=0)
 
     def apply_transform(self, subject):
         images = self.get_images_dict(subject)
@@ -275,22 +315,22 @@ class RandomVoxelBlur(RandomTransform, IntensityTransform):
         for n, im in images.items():
             s = self.sample_uniform(*self.sigma_range)
             std[n] = tuple(float(s * sp) for sp in im.spacing)
-        return tio.Blur(std, **self._get_base_args())(subject)
+        return tio.Blur(std, **transform_base_args(self))(subject)
 
 class RandomVarianceNoise(RandomTransform, IntensityTransform):
     "Additive Gaussian noise whose variance ~ U(lo, hi) (PGL), replayed as `tio.Noise`."
     def __init__(self, variance:tuple=(0.0, 0.1), **kwargs):
         super().__init__(**kwargs)
-        self.variance_range = self._parse_range(variance, 'variance', min_constraint=0)
+        self.variance_range = parse_range(variance, 'variance', min_constraint=0)
 
     def apply_transform(self, subject):
         images = self.get_images_dict(subject)
         if not images: return subject
         std = {n: math.sqrt(self.sample_uniform(*self.variance_range)) for n in images}
-        seed = {n: self._get_random_seed() for n in images}
-        return tio.Noise(mean={n: 0.0 for n in images}, std=std, seed=seed, **self._get_base_args())(subject)
+        seed = {n: random_seed() for n in images}
+        return tio.Noise(mean={n: 0.0 for n in images}, std=std, seed=seed, **transform_base_args(self))(subject)
 
-# %% ../nbs/11_transforms.ipynb 34
+# %% ../nbs/11_transforms.ipynb 41
 class Brightness(IntensityTransform):
     "Multiply intensities by `factor`, optionally clipping to the image's range before the step."
     def __init__(self, factor, clip=True, **kwargs):
@@ -308,17 +348,18 @@ class RandomBrightness(RandomTransform, IntensityTransform):
     "Multiplicative brightness, factor ~ U(lo, hi), clipped to the pre-step range (PGL step 5)."
     def __init__(self, factor:tuple=(0.75, 1.25), clip:bool=True, **kwargs):
         super().__init__(**kwargs)
-        self.factor_range = self._parse_range(factor, 'factor', min_constraint=0)
+        self.factor_range = parse_range(factor, 'factor', min_constraint=0)
         self.clip_output = clip
 
     def apply_transform(self, subject):
         images = self.get_images_dict(subject)
         if not images: return subject
         f = {n: self.sample_uniform(*self.factor_range) for n in images}
-        return Brightness(f, self.clip_output, **self._get_base_args())(subject)
+        return Brightness(f, self.clip_output, **transform_base_args(self))(subject)
 
+# %% ../nbs/11_transforms.ipynb 42
 class RangeGamma(IntensityTransform):
-    "Gamma on the patch rescaled to [0,1] by its own min/max; mapped back to [min, max] ('range') or left in [0,1] ('unit')."
+    "Gamma on the patch rescaled to [0,1] by its min/max; mapped back to [min, max] ('range') or left in [0,1] ('unit')."
     def __init__(self, gamma, output='range', **kwargs):
         super().__init__(**kwargs)
         if output not in ('range', 'unit'): raise Ssl3dError(f"gamma output={output!r}: 'range' or 'unit'")
@@ -337,7 +378,7 @@ class RandomRangeGamma(RandomTransform, IntensityTransform):
     "Gamma with γ ~ U(lo, hi) (uniform, not log-uniform), range-preserving (PGL-A3)."
     def __init__(self, gamma:tuple=(0.7, 1.5), output:str='range', **kwargs):
         super().__init__(**kwargs)
-        self.gamma_range = self._parse_range(gamma, 'gamma', min_constraint=0)
+        self.gamma_range = parse_range(gamma, 'gamma', min_constraint=0)
         if output not in ('range', 'unit'): raise Ssl3dError(f"gamma output={output!r}: 'range' or 'unit'")
         self.output = output
 
@@ -345,9 +386,9 @@ class RandomRangeGamma(RandomTransform, IntensityTransform):
         images = self.get_images_dict(subject)
         if not images: return subject
         g = {n: self.sample_uniform(*self.gamma_range) for n in images}
-        return RangeGamma(g, self.output, **self._get_base_args())(subject)
+        return RangeGamma(g, self.output, **transform_base_args(self))(subject)
 
-# %% ../nbs/11_transforms.ipynb 35
+# %% ../nbs/11_transforms.ipynb 43
 def finetune_augmentation(flip_p:float=0.5, # per-axis flip probability (spatial: labels follow)
                           brightness_p:float=0.15, brightness:tuple=(0.75, 1.25), # multiplicative brightness
                           gamma_p:float=0.3, gamma:tuple=(0.7, 1.5), # γ ~ U(lo, hi)

@@ -66,3 +66,22 @@ def test_wheel_installs_beside_existing_torch(wheel, tmp_path):
     res = json.loads(_run([py, '-c', code]).stdout.strip().splitlines()[-1])
     assert res['dev_imported'] == [], f"dev-only packages imported: {res['dev_imported']}"
     assert res['n'] == len(mods) and len(mods) >= 2
+
+
+def _declared_requirement(name):
+    "The requirement on `name` that settings.ini's `requirements` declares (what `pip install ssl3d` asks for)."
+    import configparser
+    from packaging.requirements import Requirement
+    cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT / 'settings.ini', encoding='utf-8')
+    reqs = [Requirement(r) for r in cfg['DEFAULT']['requirements'].split()]
+    (req,) = [r for r in reqs if r.name == name]
+    return req
+
+
+def test_torchio_bound_covers_installed_version():
+    "settings.ini caps TorchIO's major version, and the installed TorchIO (the one the tests ran with) satisfies it."
+    import torchio
+    req = _declared_requirement('torchio')
+    assert any(s.operator in ('<', '<=', '~=', '==') for s in req.specifier), f"no upper bound on TorchIO: {req}"
+    assert req.specifier.contains(torchio.__version__, prereleases=True), \
+        f"installed torchio {torchio.__version__} is outside the declared {req}"

@@ -16,7 +16,7 @@ from ..core import Ssl3dError, DataError
 from ..models import build_backbone, ConvHead
 from ..transformers import tokens_to_map
 from ..targets import sample_class_positions, class_weight_map
-from ..transforms import RandomVoxelBlur, RandomRangeGamma
+from ..transforms import RandomVoxelBlur, RandomRangeGamma, parse_range
 from ..dense_losses import pixel_barlow_twins, label_consistency_loss, LABEL_MODES
 from .core import PretextMethod, register_method
 
@@ -108,7 +108,7 @@ class RandomIntensityShift(RandomTransform, IntensityTransform):
     "Add one offset ~ U(−s, s) to every voxel of each image (MONAI `RandShiftIntensity`)."
     def __init__(self, shift:float=0.1, **kwargs):
         super().__init__(**kwargs)
-        self.shift_range = self._parse_range(shift, 'shift')
+        self.shift_range = parse_range(shift, 'shift')
 
     def apply_transform(self, subject):
         for _, image in self.get_images_dict(subject).items():
