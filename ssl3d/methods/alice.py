@@ -19,7 +19,8 @@ from pathlib import Path
 from ..matchers import (MATCHERS, Matcher, BBoxMatcher, NCCMatcher, build_matcher, register_matcher,
     sample_query_centre, clamp_centre)
 from .core import build_method
-from .vectorpose import VectorPOSE, body_region  # VectorPOSE: registers 'vectorpose' for checkpoints
+from .single_view import body_region, check_fields, check_probs
+from .vectorpose import VectorPOSE  # registers 'vectorpose' for checkpoints
 from ..targets import decode_vp_logits, spherical_to_vectors, radius_of
 from ..train import load_checkpoint
 from .core import register_method
@@ -165,6 +166,10 @@ class AliceConfig(MAEConfig):
         if self.center_momentum is not None and not 0 <= self.center_momentum < 1:
             raise Ssl3dError(f"AliceConfig.center_momentum={self.center_momentum}: must be in [0, 1) or None")
         if not 0 <= self.momentum <= 1: raise Ssl3dError(f"AliceConfig.momentum={self.momentum}: must be in [0, 1]")
+        check_fields(self, 'strong_degrees', lambda v: v >= 0, 'must be >= 0')
+        check_fields(self, 'strong_scales', lambda v: len(tuple(v)) == 2 and 0 < v[0] <= v[1],
+                     'expected a range (lo, hi) with 0 < lo <= hi')
+        check_probs(self, 'intensity_p')
         if self.matcher not in MATCHERS:
             raise Ssl3dError(f"AliceConfig.matcher={self.matcher!r}: registered matchers are {MATCHERS.names()}")
 

@@ -17,6 +17,7 @@ from ..regions import RegionConfig, RegionCache
 from ..elastic import random_control_points, sampling_grid, elastic_warp, drop_vanished
 from .core import PretextMethod, register_method, method_config, METHODS
 from .two_view import TwoViewConfig, two_view_augmentation
+from .single_view import BackboneConfig, check_fields
 import ssl3d.methods.pgl, ssl3d.methods.moco, ssl3d.methods.simsiam  # the global branches  # noqa: F401
 
 # %% auto 0
@@ -79,15 +80,11 @@ def localized_contrastive_loss(q:Tensor, # (K, D) region means of the query view
 GLOBAL_METHODS = ('moco', 'byol', 'simsiam', 'none')
 
 @dataclasses.dataclass
-class LRCConfig:
+class LRCConfig(BackboneConfig):
     "LRC (METHODS §4): global branch, regions, elastic warp, local loss; defaults = paper / METHODS [rec]."
     global_method: str = 'moco'  # global branch: 'moco', 'byol', 'simsiam' or 'none' (local term only)
     branch_preset: str|None = None  # preset of the global branch's config (None: its paper defaults)
     branch_overrides: dict = dataclasses.field(default_factory=dict)  # further fields of the global branch's config
-    backbone: str = 'paper'  # `build_backbone` preset of the shared encoder and decoder
-    depth: int|None = None  # ResNet depth (None: from the preset)
-    base_width: int|None = None  # encoder base width (None: from the preset)
-    in_channels: int = 1  # image channels
     layout: str = TwoViewConfig.layout  # encoder stride layout (the two-view pipeline's)
     input_size: tuple = TwoViewConfig.input_size  # crop (X, Y, Z)
     augment: bool = True  # independent two-view intensity augmentation of each view
@@ -108,6 +105,7 @@ class LRCConfig:
     local_weight: float = 1.0  # weight of the local term in the total loss
 
     def __post_init__(self):
+        super().__post_init__()  # the backbone fields (shared encoder and decoder)
         w = 'LRCConfig'
         if self.global_method not in GLOBAL_METHODS:
             raise Ssl3dError(f"{w}.global_method={self.global_method!r}; choose one of {list(GLOBAL_METHODS)}")
@@ -124,6 +122,8 @@ class LRCConfig:
         if self.feature_kernel < 1 or self.feature_kernel % 2 == 0:
             raise Ssl3dError(f"{w}.feature_kernel={self.feature_kernel}: must be odd and >= 1")
         if not self.tau > 0: raise Ssl3dError(f"{w}.tau={self.tau}: must be > 0")
+        check_fields(self, 'num_control_points', lambda v: min(np.atleast_1d(v)) >= 4, 'each must be >= 4 (B-spline)')
+        check_fields(self, 'locked_borders', lambda v: v in (0, 1, 2), 'must be 0, 1 or 2')
         if self.max_displacement < 0: raise Ssl3dError(f"{w}.max_displacement={self.max_displacement}: must be >= 0")
         if self.local_weight < 0: raise Ssl3dError(f"{w}.local_weight={self.local_weight}: must be >= 0")
         if not isinstance(self.branch_overrides, dict):
@@ -202,9 +202,7 @@ class LRC(PretextMethod):
         self.view_config = _branch_config(c)
         if c.global_method == 'none':
             self.global_branch = None
-            self.backbone_kwargs = dict(
-                preset=c.backbone, depth=c.depth, base_width=c.base_width, in_channels=c.in_channels, layout=c.layout
-            )
+            self.backbone_kwargs = c.backbone_kwargs
             self.encoder, self.decoder = build_backbone(**self.backbone_kwargs)
         else:
             self.global_branch = METHODS.get(c.global_method)(self.view_config)

@@ -17,7 +17,7 @@ from ..models import build_backbone
 from ..ops import patchify3d, unpatchify3d, random_masking
 from ..transformers import VIT_PRESETS, resample_pos_embed
 from .core import PretextMethod, register_method
-from .vectorpose import body_region
+from .single_view import body_region, check_fields, check_probs, check_at_least
 
 # %% auto 0
 __all__ = ['unshuffle_tokens', 'patch_targets', 'masked_mse', 'compose_reconstruction', 'sincos_pos_embed',
@@ -192,6 +192,9 @@ def check_vit_fields(c, where:str):
     "Validate the ViT / masking / crop fields shared by MAE and Alice configs."
     if c.backbone not in VIT_PRESETS:
         raise Ssl3dError(f"{where}.backbone={c.backbone!r}: must be one of {list(VIT_PRESETS)}")
+    check_at_least(c, 'in_channels', 'dec_dim', 'dec_depth', 'dec_heads')
+    check_fields(c, ('patch_size', 'hidden_size', 'num_layers', 'num_heads'), lambda v: v is None or v >= 1,
+                 'must be None or >= 1')
     c.input_size = tuple(int(s) for s in c.input_size)
     p = c.patch_size or VIT_PRESETS[c.backbone]['patch_size']
     if len(c.input_size) != 3 or any(s < p or s % p for s in c.input_size):
@@ -199,7 +202,8 @@ def check_vit_fields(c, where:str):
     if not 0 < c.mask_ratio < 1: raise Ssl3dError(f"{where}.mask_ratio={c.mask_ratio}: must be in (0, 1)")
     if c.dec_dim % c.dec_heads:
         raise Ssl3dError(f"{where}.dec_dim={c.dec_dim} is not divisible by dec_heads={c.dec_heads}")
-    if not 0 <= c.flip_p <= 1: raise Ssl3dError(f"{where}.flip_p={c.flip_p}: must be a probability")
+    check_probs(c, 'flip_p', 'min_body_fraction')
+    check_fields(c, 'body_threshold', lambda v: v is None or v == 'auto' or 0 <= v <= 1, "None, 'auto' or in [0, 1]")
     if c.scale_range is not None:
         c.scale_range = tuple(c.scale_range)
         if len(c.scale_range) != 2 or not 0 < c.scale_range[0] <= c.scale_range[1]:

@@ -78,6 +78,10 @@ class MixCLConfig:
         if self.feature_lookup not in FEATURE_LOOKUPS: bad('feature_lookup', f"choose one of {list(FEATURE_LOOKUPS)}")
         for f in ('budget', 'max_classes', 'id_feature_upsample', 'in_channels'):
             if int(getattr(self, f)) < 1: bad(f, 'must be >= 1')
+        if int(self.label_layer) < 0: bad('label_layer', 'must be >= 0')
+        if self.id_layers is not None and (not self.id_layers or min(self.id_layers) < 0):
+            bad('id_layers', 'None or block indices >= 0')
+        if int(self.elastic_control_points) < 4: bad('elastic_control_points', 'must be >= 4 (B-spline)')
         for f in ('tau', 'mu'):
             if not getattr(self, f) > 0: bad(f, 'must be > 0')
         for f in (

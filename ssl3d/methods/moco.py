@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 import torch.distributed as dist
 from torch import nn, Tensor
-from ..core import Ssl3dError
 from ..models import MLPHead
 from ..losses import info_nce
 from .core import register_method
 from .two_view import TwoViewConfig, TwoViewMethod
+from .single_view import check_at_least, check_positive
 
 # %% auto 0
 __all__ = ['MoCoConfig', 'gather_keys', 'MoCo']
@@ -28,6 +28,10 @@ class MoCoConfig(TwoViewConfig):
     momentum_schedule: str = 'constant'  # MoCo keeps m constant
     queue_size: int = 4096  # negative keys in the queue (rec for small 3D datasets)
     tau: float = 0.2  # InfoNCE temperature (v2: 0.2, v1: 0.07)
+
+    def __post_init__(self):
+        super().__post_init__()  # the two-view fields
+        check_at_least(self, 'queue_size'); check_positive(self, 'tau')
 
 # %% ../../nbs/55_methods.moco.ipynb 9
 def gather_keys(keys:Tensor # (B, D) keys of this process
@@ -67,8 +71,6 @@ class MoCo(TwoViewMethod):
                 ):
         super().__init__(config)
         c = self.config
-        if c.queue_size < 1: raise Ssl3dError(f"MoCoConfig.queue_size={c.queue_size}: must be >= 1")
-        if not c.tau > 0: raise Ssl3dError(f"MoCoConfig.tau={c.tau}: must be > 0")
         self.projector = MLPHead(self.encoder.out_channels[-1], c.hidden, c.out_dim)
         self.init_teacher()
         self.register_buffer('queue', F.normalize(torch.randn(c.queue_size, c.out_dim), dim=1))

@@ -6,11 +6,10 @@
 from __future__ import annotations
 import dataclasses
 import torch
-from ..core import Ssl3dError
 from ..models import ConvHead
 from ..losses import restoration_loss
 from .core import register_method
-from .vectorpose import BackboneConfig, ViewConfig, CorruptionConfig, SingleViewMethod, VectorPOSE
+from .single_view import BackboneConfig, ViewConfig, CorruptionConfig, SingleViewMethod, config_error
 
 # %% auto 0
 __all__ = ['ModelsGenesisConfig', 'ModelsGenesis']
@@ -23,17 +22,13 @@ class ModelsGenesisConfig(BackboneConfig, ViewConfig, CorruptionConfig):
     loss: str = 'mse'  # 'mse' (Models Genesis) or 'l1'
 
     def __post_init__(self):
-        self._check_backbone(); self._check_view(32 if self.layout == 'standard' else 16); self._check_corruption()
-        if self.loss not in ('mse', 'l1'): raise Ssl3dError(f"loss={self.loss!r}: 'mse' or 'l1'")
+        super().__post_init__()  # the three blocks
+        if self.loss not in ('mse', 'l1'): raise config_error(self, 'loss', "'mse' or 'l1'")
 
 @register_method('models_genesis')
 class ModelsGenesis(SingleViewMethod):
     "Models Genesis: restore the clean crop from its corrupted copy (sigmoid output, MSE)."
     Config = ModelsGenesisConfig
-    PRESETS = {
-        k: {f: v for f, v in p.items() if hasattr(ModelsGenesisConfig, f)} for k, p in VectorPOSE.PRESETS.items()
-    }
-    TRAIN_PRESETS = VectorPOSE.TRAIN_PRESETS
 
     def __init__(self, config=None):
         super().__init__(config)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import dataclasses
 import torch
 from torch import nn, Tensor
-from ..core import Ssl3dError
 from ..models import MLPHead, ConvMLPHead
 from ..losses import local_consistency_loss, symmetric_cosine_regression
 from .core import register_method
 from .two_view import TwoViewConfig, TwoViewMethod, align_overlap, overlap_boxes
+from .single_view import config_error, check_fields, check_at_least
 
 # %% auto 0
 __all__ = ['POOLINGS', 'PGLConfig', 'BYOLConfig', 'PGL', 'BYOL']
@@ -25,6 +25,13 @@ class PGLConfig(TwoViewConfig):
     pooling: str = 'aligned_local'  # 'aligned_local' (PGL: dense heads, loss on the aligned overlap) or 'global' (BYOL)
     roi_size: tuple|None = None  # aligned grid (X, Y, Z); None: the encoder's output grid (PGL-A6)
     sampling_ratio: int = 2  # RoIAlign samples per bin and axis
+
+    def __post_init__(self):
+        super().__post_init__()  # the two-view fields
+        if self.pooling not in POOLINGS: raise config_error(self, 'pooling', f"choose one of {list(POOLINGS)}")
+        check_fields(self, 'roi_size', lambda v: v is None or (len(tuple(v)) == 3 and min(v) >= 1),
+                     'None or 3 positive sizes (X, Y, Z)')
+        check_at_least(self, 'sampling_ratio')
 
 @dataclasses.dataclass
 class BYOLConfig(PGLConfig):
@@ -58,10 +65,6 @@ class PGL(TwoViewMethod):
                 ):
         super().__init__(config)
         c = self.config
-        if c.pooling not in POOLINGS:
-            raise Ssl3dError(f"{type(c).__name__}.pooling={c.pooling!r}; choose one of {list(POOLINGS)}")
-        if c.roi_size is not None and (len(tuple(c.roi_size)) != 3 or min(c.roi_size) < 1):
-            raise Ssl3dError(f"{type(c).__name__}.roi_size={c.roi_size!r}: None or 3 positive sizes (X, Y, Z)")
         Head = MLPHead if c.pooling == 'global' else ConvMLPHead
         self.projector = Head(self.encoder.out_channels[-1], c.hidden, c.out_dim)
         self.predictor = Head(c.out_dim, c.hidden, c.out_dim)

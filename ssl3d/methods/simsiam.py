@@ -13,6 +13,7 @@ from ..models import MLPHead
 from .core import register_method
 from .two_view import TwoViewConfig, TwoViewMethod
 from .moco import MoCo
+from .single_view import check_at_least
 
 # %% auto 0
 __all__ = ['SimSiamConfig', 'SimSiamProjector', 'simsiam_loss', 'SimSiam']
@@ -24,6 +25,10 @@ class SimSiamConfig(TwoViewConfig):
     hidden: int = 2048  # projector hidden width
     out_dim: int = 2048  # projection (and prediction) width
     pred_hidden: int = 512  # predictor bottleneck width
+
+    def __post_init__(self):
+        super().__post_init__()  # the two-view fields
+        check_at_least(self, 'pred_hidden')
 
 class SimSiamProjector(nn.Sequential):
     "SimSiam's projector: (Linear-BN-ReLU) × 2, Linear-BN (BN on the output too, no ReLU)."
@@ -68,7 +73,6 @@ class SimSiam(TwoViewMethod):
                 ):
         super().__init__(config)
         c = self.config
-        if c.pred_hidden < 1: raise Ssl3dError(f"SimSiamConfig.pred_hidden={c.pred_hidden}: must be >= 1")
         self.projector = SimSiamProjector(self.encoder.out_channels[-1], c.hidden, c.out_dim)
         self.predictor = MLPHead(c.out_dim, c.pred_hidden, c.out_dim)
 

@@ -15,6 +15,8 @@ from ..transforms import pgl_intensity_augmentation
 from ..models import build_backbone, make_teacher, ema_update, cosine_momentum
 from ..ops import roi_align3d
 from .core import PretextMethod
+from ssl3d.methods.single_view import (BackboneConfig, config_error, check_fields, check_probs,
+    check_at_least)
 
 # %% auto 0
 __all__ = ['MOMENTUM_SCHEDULES', 'TwoViewConfig', 'two_view_augmentation', 'sample_two_view_geometries', 'prepare_two_views',
@@ -24,12 +26,8 @@ __all__ = ['MOMENTUM_SCHEDULES', 'TwoViewConfig', 'two_view_augmentation', 'samp
 MOMENTUM_SCHEDULES = ('cosine', 'constant')
 
 @dataclasses.dataclass
-class TwoViewConfig:
+class TwoViewConfig(BackboneConfig):
     "Fields shared by the two-view teacher–student methods; defaults are PGL's paper values (METHODS §3.3–3.4)."
-    backbone: str = 'paper'  # `build_backbone` preset: 'tiny', 'cpu-small' or 'paper' (ResNet-50, width 64)
-    depth: int|None = None  # ResNet depth (None: from the preset)
-    base_width: int|None = None  # encoder base width (None: from the preset)
-    in_channels: int = 1  # image channels
     layout: str = 'pgl'  # encoder stride layout: 'pgl' = output stride (16, 16, 8) (PGL-A4)
     input_size: tuple = (96, 96, 16)  # network input (X, Y, Z); D×H×W 16×96×96 in the paper
     scale_range: tuple = (1.1, 1.4)  # crop edge = s · input size, s ~ U(lo, hi) per view (PGL-A1)
@@ -48,6 +46,19 @@ class TwoViewConfig:
     out_dim: int = 256  # projection width
     momentum: float = 0.996  # teacher momentum m (the start value m0 for the cosine schedule)
     momentum_schedule: str = 'cosine'  # 'cosine' (BYOL: m0 → 1) or 'constant' (MoCo)
+
+    def __post_init__(self):
+        super().__post_init__()  # the backbone fields
+        check_fields(self, 'input_size', lambda v: len(tuple(v)) == 3 and min(v) >= 1,
+                     'expected 3 positive values (X, Y, Z)')
+        check_fields(self, ('scale_range', 'noise_variance', 'blur_sigma', 'brightness', 'gamma'),
+                     lambda v: len(tuple(v)) == 2 and 0 <= v[0] <= v[1], 'expected a range (lo, hi) with 0 <= lo <= hi')
+        check_probs(self, 'flip_p', 'noise_p', 'blur_p', 'brightness_p', 'gamma_p', 'momentum')
+        check_fields(self, 'min_overlap', lambda v: 0 <= v < 1, 'must be in [0, 1)')
+        check_at_least(self, 'hidden', 'out_dim')
+        if self.gamma_output not in ('range', 'unit'): raise config_error(self, 'gamma_output', "'range' or 'unit'")
+        if self.momentum_schedule not in MOMENTUM_SCHEDULES:
+            raise config_error(self, 'momentum_schedule', f"choose one of {list(MOMENTUM_SCHEDULES)}")
 
 # %% ../../nbs/53_methods.two_view.ipynb 9
 def two_view_augmentation(cfg:TwoViewConfig # the method's config (intensity fields)
@@ -148,25 +159,6 @@ def align_overlap(features:Tensor, # (B, C, x, y, z) feature maps of one view pe
     return roi_align3d(unflip(features, gs), boxes, out, sampling_ratio)
 
 # %% ../../nbs/53_methods.two_view.ipynb 26
-def _check_config(c, where:str):
-    def triple(name, positive=True):
-        v = getattr(c, name)
-        try:t = tuple(v)
-        except TypeError: t = ()
-        if len(t) != 3 or (positive and min(t) < 1):
-            raise Ssl3dError(f"{where}.{name}={v!r}: expected 3 positive values (X, Y, Z)")
-    triple('input_size')
-    for name in ('scale_range', 'noise_variance', 'blur_sigma', 'brightness', 'gamma'):
-        v = getattr(c, name)
-        if len(tuple(v)) != 2 or v[0] > v[1]:
-            raise Ssl3dError(f"{where}.{name}={v!r}: expected a range (lo, hi) with lo <= hi")
-    if not 0 <= c.momentum <= 1: raise Ssl3dError(f"{where}.momentum={c.momentum}: must be in [0, 1]")
-    if c.momentum_schedule not in MOMENTUM_SCHEDULES:
-        raise Ssl3dError(f"{where}.momentum_schedule={c.momentum_schedule!r}; choose one of {list(MOMENTUM_SCHEDULES)}")
-    if not 0 <= c.min_overlap < 1: raise Ssl3dError(f"{where}.min_overlap={c.min_overlap}: must be in [0, 1)")
-    for name in ('hidden', 'out_dim'):
-        if getattr(c, name) < 1: raise Ssl3dError(f"{where}.{name}={getattr(c, name)}: must be >= 1")
-
 class TwoViewMethod(PretextMethod):
     "Base of two-view teacher–student methods: shared `prepare`, encoder from the backbone spec, EMA teacher, `transfer`."
     Config = TwoViewConfig
@@ -176,9 +168,7 @@ class TwoViewMethod(PretextMethod):
                 ):
         super().__init__(config)
         c = self.config
-        _check_config(c, type(c).__name__)
-        self.backbone_kwargs = dict(preset=c.backbone, depth=c.depth, base_width=c.base_width,
-                                    in_channels=c.in_channels, layout=c.layout)
+        self.backbone_kwargs = c.backbone_kwargs
         self.encoder, _ = build_backbone(**self.backbone_kwargs)  # the decoder is not pretrained
         bad = [s % t for s, t in zip(c.input_size, self.encoder.total_stride)]
         if any(bad): raise Ssl3dError(f"{type(c).__name__}.input_size={tuple(c.input_size)} is not a multiple of the "

@@ -4,211 +4,25 @@
 
 # %% ../../nbs/51_methods.vectorpose.ipynb 4
 from __future__ import annotations
-import dataclasses, functools, zlib
+import dataclasses, zlib
 import numpy as np
 import torch
-from torch import nn, Tensor
+from torch import Tensor
 import torchio as tio
-from ..core import Ssl3dError, DataError, update_config
-from ..data import body_mask, body_threshold_of
-from ..geometry import ViewGeometry, sample_view, extract_view, mask_box, box_fraction
+from ..core import Ssl3dError
 from ..targets import (VectorTargets, VP_SUBSETS, INDEX_MODES, EDGE_NORMS, edge_target, landmark_centre,
     decode_vp_logits)
-from ..transforms import models_genesis_corruption, RandomBezierIntensity
-from ..models import build_backbone, VPHead, ConvHead, BACKBONE_PRESETS, ENCODER_LAYOUTS
+from ..models import VPHead, ConvHead
 from ..losses import vectorpose_loss
-from .core import PretextMethod, register_method, method_config
+from ..batched import edge_targets
+from .core import register_method, method_config
+from .single_view import (BackboneConfig, ViewConfig, CorruptionConfig, SingleViewMethod, config_error,
+    check_probs, check_at_least)
 
 # %% auto 0
-__all__ = ['ABLATIONS', 'BackboneConfig', 'ViewConfig', 'CorruptionConfig', 'body_region', 'sample_body_view', 'sample_body_crop',
-           'SingleViewMethod', 'VectorPOSEConfig', 'ablation_config', 'VectorPOSE']
+__all__ = ['ABLATIONS', 'VectorPOSEConfig', 'ablation_config', 'VectorPOSE']
 
-# %% ../../nbs/51_methods.vectorpose.ipynb 7
-def _check_prob(cfg, *names):
-    for n in names:
-        v = getattr(cfg, n)
-        if not (isinstance(v, (int, float)) and 0 <= v <= 1):
-            raise Ssl3dError(f"{n}={v!r}: must be a probability in [0, 1]")
-
-@dataclasses.dataclass
-class BackboneConfig:
-    "Backbone fields shared by every method: the `ssl3d.models.build_backbone` arguments."
-    backbone: str = 'paper'  # build_backbone preset: 'tiny', 'cpu-small' or 'paper' (ResNet-50, width 64)
-    depth: int|None = None  # ResNet depth (None: from the preset)
-    base_width: int|None = None  # encoder base width (None: from the preset)
-    in_channels: int = 1  # image channels (CT 1; MSD Prostate 2)
-    layout: str = 'standard'  # encoder stride layout: 'standard' (/32) or 'pgl'
-
-    def _check_backbone(self):
-        if self.backbone not in BACKBONE_PRESETS:
-            raise Ssl3dError(f"backbone={self.backbone!r}: must be one of {list(BACKBONE_PRESETS)}")
-        if self.layout not in ENCODER_LAYOUTS:
-            raise Ssl3dError(f"layout={self.layout!r}: must be one of {list(ENCODER_LAYOUTS)}")
-        if not (isinstance(self.in_channels, int) and self.in_channels >= 1):
-            raise Ssl3dError(f"in_channels={self.in_channels!r}: must be an int >= 1")
-
-    @property
-    def backbone_kwargs(self) -> dict:
-        "The `build_backbone` keyword arguments (stored in checkpoints as provenance['backbone'])."
-        return dict(
-            preset=self.backbone,
-            depth=self.depth,
-            base_width=self.base_width,
-            in_channels=self.in_channels,
-            layout=self.layout,
-        )
-
-@dataclasses.dataclass
-class ViewConfig:
-    "One cubic crop inside the body box with Models Genesis flips and rot90 (METHODS §2.2–2.3)."
-    crop_size: int = 96  # crop edge S in voxels (cubic; a multiple of the encoder stride, 32)
-    scale_range: tuple|None = None  # VP-A8: box edge ℓ = s·S, s ~ U(lo, hi), resampled to S; None = fixed S (paper)
-    flip_policy: str|None = 'mg'  # 'mg' (Models Genesis loop), 'axis' (each axis with flip_p) or None
-    flip_p: float = 0.4  # MG loop continuation probability (or per-axis probability for 'axis')
-    rot_p: float = 0.5  # probability of a k·90° rotation in a random plane (§2.3 rec)
-    body_threshold: float | str | None = (
-        'auto'  # 'auto': preprocessing's physical body mask (CT −500 HU / MR Otsu, before any window), else Otsu; a number: threshold on [0, 1]; None: 5th percentile
-    )
-    min_body_fraction: float = 0.3  # reject crops with less body than this (VP-A7)
-    max_tries: int = 20  # crop draws before accepting the last one
-
-    def _check_view(self, stride:int=32):
-        if not (isinstance(self.crop_size, int) and self.crop_size > 0 and self.crop_size % stride == 0):
-            raise Ssl3dError(
-                f"crop_size={self.crop_size!r}: must be a positive multiple of {stride} (the encoder's total stride)"
-            )
-        if self.scale_range is not None:
-            self.scale_range = tuple(self.scale_range)
-            if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
-                raise Ssl3dError(f"scale_range={self.scale_range!r}: need (lo, hi) with 0 < lo <= hi, or None")
-        if self.flip_policy not in (None, 'mg', 'axis'):
-            raise Ssl3dError(f"flip_policy={self.flip_policy!r}: 'mg', 'axis' or None")
-        _check_prob(self, 'flip_p', 'rot_p', 'min_body_fraction')
-        if not (
-            self.body_threshold is None
-            or self.body_threshold == 'auto'
-            or isinstance(self.body_threshold, (int, float))
-        ):
-            raise Ssl3dError(
-                f"body_threshold={self.body_threshold!r}: 'auto', a number (on [0, 1] intensities) or None"
-            )
-        if int(self.max_tries) < 1: raise Ssl3dError(f"max_tries={self.max_tries!r}: must be >= 1")
-
-@dataclasses.dataclass
-class CorruptionConfig:
-    "Models Genesis input corruption (METHODS §7.1), applied to the network input only."
-    shuffle_p: float = 0.5  # local pixel shuffling probability
-    shuffle_windows: int = 10_000  # pixel-shuffle windows (MG: 10,000)
-    bezier_p: float = 0.9  # non-linear (Bézier) intensity mapping probability
-    bezier_points: int = 100_000  # samples of the Bézier curve (MG: 100,000; fewer is faster, the map is smooth)
-    painting_p: float = 0.9  # in-/out-painting probability
-    outpainting_p: float = 0.8  # out-painting given painting (else in-painting)
-
-    def _check_corruption(self):
-        _check_prob(self, 'shuffle_p', 'bezier_p', 'painting_p', 'outpainting_p')
-        for n in ('shuffle_windows', 'bezier_points'):
-            if not (isinstance(getattr(self, n), int) and getattr(self, n) >= 2):
-                raise Ssl3dError(f"{n}={getattr(self, n)!r}: must be an int >= 2")
-
-    def corruption(self) -> tio.Compose:
-        "The `models_genesis_corruption` pipeline of these settings."
-        t = models_genesis_corruption(shuffle_p=self.shuffle_p, bezier_p=self.bezier_p, painting_p=self.painting_p,
-                                      outpainting_p=self.outpainting_p, n_windows=self.shuffle_windows)
-        for tr in t.transforms:  # models_genesis_corruption has no n_points argument: set it on its Bézier step
-            if isinstance(tr, RandomBezierIntensity): tr.n_points = self.bezier_points
-        return t
-
-# %% ../../nbs/51_methods.vectorpose.ipynb 10
-def body_region(
-    subject: tio.Subject,  # subject whose `image` channel 0 defines the body
-    threshold: (
-        float | str | None
-    ) = 'auto',  # 'auto': the subject's `body` mask (from preprocessing), else Otsu; a number on [0, 1]; None: 5th percentile
-) -> tuple:  # (mask (X,Y,Z) bool, box (6,) edge coordinates)
-    "Body mask and its bounding box, cached on the subject; the whole volume if nothing exceeds the threshold."
-    x = subject['image'].data[0]
-    cache = subject.get('_ssl3d_body')
-    key = (threshold if threshold is None or isinstance(threshold, str) else float(threshold), tuple(x.shape))
-    if isinstance(cache, dict) and key in cache: return cache[key]
-    body = subject.get('body') if threshold == 'auto' else None
-    if isinstance(body, tio.Image) and tuple(body.spatial_shape) == tuple(x.shape):
-        m = body.data[0].numpy() > 0   # computed on the raw intensities before any window (issue 12)
-    else:
-        m = body_mask(x.float(), body_threshold_of(x.float(), 'otsu' if threshold == 'auto' else threshold))
-    if not m.any(): m = np.ones(x.shape, bool)
-    out = (m, mask_box(m))
-    subject['_ssl3d_body'] = {**(cache if isinstance(cache, dict) else {}), key: out}
-    return out
-
-
-def sample_body_view(subject:tio.Subject, # preprocessed subject, intensities in [0, 1]
-                     cfg:ViewConfig, # crop settings (any config inheriting `ViewConfig`)
-                     rng:np.random.Generator # the item's generator
-                    ) -> dict: # geometry ViewGeometry, region (start, size) arrays, spacing
-    "Sample one view inside the body box (flips/rot90 per `cfg`), without cutting it."
-    img = subject['image']
-    mask, box = body_region(subject, cfg.body_threshold)
-    S = (int(cfg.crop_size),) * 3
-    g = sample_view(
-        tuple(img.data.shape[1:]),
-        S,
-        rng,
-        region=box,
-        scale_range=cfg.scale_range,
-        flip_policy=cfg.flip_policy,
-        flip_p=cfg.flip_p,
-        rot_p=cfg.rot_p,
-        body_fraction=functools.partial(box_fraction, mask),
-        min_body_fraction=cfg.min_body_fraction,
-        max_tries=cfg.max_tries,
-        source_spacing=tuple(float(s) for s in img.spacing),
-        source_id=str(subject.get('id', '')),
-    )
-    return dict(geometry=g, region=(box[:3].copy(), box[3:] - box[:3]), spacing=g.source_spacing)
-
-def sample_body_crop(subject:tio.Subject, # preprocessed subject, intensities in [0, 1]
-                     cfg:ViewConfig, # crop settings (any config inheriting `ViewConfig`)
-                     rng:np.random.Generator # the item's generator
-                    ) -> dict: # clean (C,S,S,S) float32, geometry ViewGeometry, region (start, size) arrays, spacing
-    "Sample one view inside the body box (flips/rot90 per `cfg`) and cut it with one `grid_sample`."
-    v = sample_body_view(subject, cfg, rng)
-    clean = extract_view(subject['image'].data.float(), v['geometry']).contiguous()
-    lo, hi = float(clean.min()), float(clean.max())
-    if lo < -1e-3 or hi > 1 + 1e-3:
-        raise DataError(
-            f"subject {subject.get('id', '?')}: crop intensities span [{lo:.4g}, {hi:.4g}]; single-view methods need "
-            "[0, 1] (preprocess with ssl3d.data.preprocessing)"
-        )
-    return dict(clean=clean, **v)
-
-# %% ../../nbs/51_methods.vectorpose.ipynb 16
-class SingleViewMethod(PretextMethod):
-    "Base of single-crop restoration methods: backbone, crop sampler, MG corruption; subclasses add heads, targets, loss."
-    def __init__(self, config=None):
-        super().__init__(config)
-        c = self.config
-        self.backbone_kwargs = c.backbone_kwargs
-        self.encoder, self.decoder = build_backbone(**self.backbone_kwargs)
-        self.corruption = c.corruption()
-
-    def corrupt(self, clean:Tensor # (C, X, Y, Z) clean crop in [0, 1]
-               ) -> Tensor: # corrupted copy (the network input)
-        "Apply the Models Genesis corruption to a copy of `clean`."
-        s = self.corruption(tio.Subject(image=tio.ScalarImage(tensor=clean.clone())))
-        return s['image'].data.float().contiguous()
-
-    def extra_targets(self, crop:dict, subject:tio.Subject, rng:np.random.Generator) -> dict:
-        "Method-specific targets of one crop (none by default)."
-        return {}
-
-    def prepare(self, subject, rng):
-        crop = sample_body_crop(subject, self.config, rng)
-        item = dict(input=None, clean=crop['clean'], geometry=crop['geometry'].to_tensor())
-        item.update(self.extra_targets(crop, subject, rng))
-        item['input'] = self.corrupt(crop['clean'])
-        return item
-
-# %% ../../nbs/51_methods.vectorpose.ipynb 18
+# %% ../../nbs/51_methods.vectorpose.ipynb 9
 @dataclasses.dataclass
 class VectorPOSEConfig(BackboneConfig, ViewConfig, CorruptionConfig):
     "VectorPOSE settings; the defaults are the paper's (METHODS §2.8)."
@@ -223,23 +37,21 @@ class VectorPOSEConfig(BackboneConfig, ViewConfig, CorruptionConfig):
     alpha: float = 5.0  # α: weight of the boundary term in L_bfr
 
     def __post_init__(self):
-        self._check_backbone(); self._check_view(32 if self.layout == 'standard' else 16); self._check_corruption()
+        super().__post_init__()  # the three blocks
         if self.n_vectors not in VP_SUBSETS:
-            raise Ssl3dError(f"n_vectors={self.n_vectors!r}: must be one of {sorted(VP_SUBSETS)}")
+            raise config_error(self, 'n_vectors', f"must be one of {sorted(VP_SUBSETS)}")
         if not (isinstance(self.eta, (int, float)) and 0 <= self.eta < 0.5):
-            raise Ssl3dError(f"eta={self.eta!r}: must be in [0, 0.5)")
-        if self.jitter not in ('per_crop', 'per_image'):
-            raise Ssl3dError(f"jitter={self.jitter!r}: 'per_crop' or 'per_image'")
-        if self.index_mode not in INDEX_MODES:
-            raise Ssl3dError(f"index_mode={self.index_mode!r}: must be one of {INDEX_MODES}")
-        if self.units not in ('voxel', 'mm'): raise Ssl3dError(f"units={self.units!r}: 'voxel' or 'mm'")
-        if self.edge_norm not in EDGE_NORMS:
-            raise Ssl3dError(f"edge_norm={self.edge_norm!r}: must be one of {EDGE_NORMS}")
-        _check_prob(self, 'lam')
+            raise config_error(self, 'eta', "must be in [0, 0.5)")
+        if self.jitter not in ('per_crop', 'per_image'): raise config_error(self, 'jitter', "'per_crop' or 'per_image'")
+        if self.index_mode not in INDEX_MODES: raise config_error(self, 'index_mode', f"must be one of {INDEX_MODES}")
+        if self.units not in ('voxel', 'mm'): raise config_error(self, 'units', "'voxel' or 'mm'")
+        if self.edge_norm not in EDGE_NORMS: raise config_error(self, 'edge_norm', f"must be one of {EDGE_NORMS}")
+        check_probs(self, 'lam')
+        check_at_least(self, 'vp_hidden')
         if not (isinstance(self.alpha, (int, float)) and self.alpha >= 0):
-            raise Ssl3dError(f"alpha={self.alpha!r}: must be >= 0")
+            raise config_error(self, 'alpha', "must be >= 0")
 
-# %% ../../nbs/51_methods.vectorpose.ipynb 20
+# %% ../../nbs/51_methods.vectorpose.ipynb 11
 ABLATIONS = {
     'voxel': dict(lam=1.0, alpha=0.0),  # L1 voxel reconstruction only
     '+boundary': dict(lam=1.0, alpha=5.0),  # + boundary (edge) reconstruction
@@ -257,29 +69,11 @@ def ablation_config(name:str, # a key of `ABLATIONS`
     if name not in ABLATIONS: raise Ssl3dError(f"unknown ablation {name!r}; available: {list(ABLATIONS)}")
     return method_config('vectorpose', preset, **{**ABLATIONS[name], **overrides})
 
-# %% ../../nbs/51_methods.vectorpose.ipynb 22
+# %% ../../nbs/51_methods.vectorpose.ipynb 13
 @register_method('vectorpose')
 class VectorPOSE(SingleViewMethod):
     "VectorPOSE: vector prediction from the pooled encoder + boundary-focused reconstruction from the decoder (METHODS §2)."
     Config = VectorPOSEConfig
-    PRESETS = {'cpu-small': dict(backbone='cpu-small', crop_size=32),
-               'tiny': dict(backbone='tiny', crop_size=32, shuffle_windows=1000, bezier_points=1000)}
-    TRAIN_PRESETS = {
-        'paper': dict(
-            steps=15_000, batch_size=12, lr=2e-4, weight_decay=1e-4, optimizer='adamw', schedule='cosine', warmup=0
-        ),  # 300 epochs × 50 iterations (VP-A10)
-        'cpu-small': dict(
-            steps=300,
-            batch_size=2,
-            lr=1e-3,
-            weight_decay=1e-4,
-            schedule='cosine',
-            warmup=10,
-            log_every=10,
-            ckpt_every=50,
-        ),
-    }
-
     def __init__(self, config=None):
         super().__init__(config)
         c = self.config
@@ -341,55 +135,5 @@ class VectorPOSE(SingleViewMethod):
     def transfer(self):
         return {'encoder': self.encoder, 'decoder': self.decoder if self.config.lam > 0 else None}
 
-# %% ../../nbs/51_methods.vectorpose.ipynb 46
-import math
-from ssl3d.batched import (
-    view_patch_box,
-    cut_patch,
-    raw_patches,
-    views_from_patches,
-    edge_targets,
-    mg_corruption_params,
-    mg_corrupt_batch,
-)
-
-_RAW_ONLY = ('patch', 'patch_start', 'patch_size', 'pad', 'volume_index', 'mg_shuffle', 'mg_bezier', 'mg_paint')
-
-def _patch_size(cfg):
-    "Fixed patch size of scaled views (None: views are cut by indexing)."
-    if cfg.scale_range is None: return None
-    return (math.ceil(cfg.crop_size * cfg.scale_range[1]) + 3,) * 3
-
-def _sv_prepare_raw(self, subject, rng, cut=True):
-    v = sample_body_view(subject, self.config, rng)
-    g = v['geometry']
-    raw = dict(geometry=g.to_tensor(), **self.geometry_targets(v, subject, rng))
-    start, size = view_patch_box(g, _patch_size(self.config))
-    x = subject['image'].data
-    raw.update(patch_start=torch.tensor(start), patch_size=torch.tensor(size), pad=x.flatten(1).amin(1).float())
-    if cut: raw['patch'] = cut_patch(x, start, size, raw['pad'])
-    raw.update(mg_corruption_params(self.corruption, g.out_size))
-    return raw
-
-def _sv_prepare_batch(self, raw):
-    patches = raw_patches(raw, '', getattr(self, 'device_volumes', None))
-    clean = views_from_patches(patches, raw['geometry'], raw['patch_start'])
-    lo, hi = clean.aminmax()
-    if lo < -1e-3 or hi > 1 + 1e-3:
-        raise DataError(f"crop intensities span [{float(lo):.4g}, {float(hi):.4g}]; single-view methods need [0, 1] "
-                        "(preprocess with ssl3d.data.preprocessing)")
-    batch = {k: v for k, v in raw.items() if k not in _RAW_ONLY}
-    batch.update(clean=clean, **self.batch_targets(clean))
-    batch['input'] = mg_corrupt_batch(clean, raw, self.corruption)
-    return batch
-
-def _sv_batch_targets(self, clean:Tensor # (B, C, S, S, S) clean views on the device
-                     ) -> dict: # targets that need the voxels (none by default)
-    "Voxel targets of a batch of clean views (the batched counterpart of the voxel part of `extra_targets`)."
-    return {}
-
-def _sv_geometry_targets(self, crop, subject, rng): return {}
-
-SingleViewMethod.prepare_raw, SingleViewMethod.prepare_batch = _sv_prepare_raw, _sv_prepare_batch
-SingleViewMethod.batch_targets, SingleViewMethod.geometry_targets = _sv_batch_targets, _sv_geometry_targets
+# %% ../../nbs/51_methods.vectorpose.ipynb 37
 VectorPOSE.batch_targets = lambda self, clean: dict(edges=edge_targets(clean, self.config.edge_norm))
