@@ -21,7 +21,7 @@ from ..matchers import (MATCHERS, Matcher, BBoxMatcher, NCCMatcher, build_matche
 from .core import build_method
 from .vectorpose import VectorPOSE, body_region  # VectorPOSE: registers 'vectorpose' for checkpoints
 from ..targets import decode_vp_logits, spherical_to_vectors, radius_of
-from ..train import load_checkpoint
+from ..checkpoints import load_checkpoint
 from .core import register_method
 from .mae import MAEConfig, MaskedViT
 
