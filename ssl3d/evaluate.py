@@ -415,6 +415,8 @@ def _predict_labels(model, image, n_classes:int, patch_size, transform, vid, sw:
         raise Ssl3dError(f"volume {vid}: model gives {logits.shape[1]} output channels but n_classes={n_classes}")
     return logits[0].argmax(0).cpu()
 
+
+# %% ../nbs/65_evaluate.ipynb 53
 def evaluate_volumes(model:Callable, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) logits
                      volumes:Iterable, # (id, image (C,X,Y,Z), label (X,Y,Z)|(1,X,Y,Z), affine 4x4 | spacing) tuples
                      n_classes:int, # K, including background
@@ -449,27 +451,15 @@ def evaluate_volumes(model:Callable, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) logits
         if out_dir is not None and save_predictions:
             save_prediction(pred, affine, out_dir / 'predictions' / f'{vid}.nii.gz')
     if out_dir is not None:
-        write_metrics(
-            rows,
-            out_dir,
-            extra=dict(
-                **(extra or {}),
-                settings=dict(
-                    n_classes=n_classes,
-                    class_names=names,
-                    nsd_tolerance=nsd_tolerance,
-                    patch_size=None if patch_size is None else list(_triple(patch_size, 'patch_size')),
-                    overlap=overlap,
-                    mode=mode,
-                    size_multiple=size_multiple,
-                )
-            ),
-        )
+        settings = dict(n_classes=n_classes, class_names=names, nsd_tolerance=nsd_tolerance, overlap=overlap, mode=mode,
+                        patch_size=None if patch_size is None else list(_triple(patch_size, 'patch_size')),
+                        size_multiple=size_multiple)
+        write_metrics(rows, out_dir, extra=dict(**(extra or {}), settings=settings))
     if verbose and rows: print(format_table(rows, metrics=[m for m in ('dice', 'hd95', 'nsd') if m in metrics]))
     return rows
 
 
-# %% ../nbs/65_evaluate.ipynb 53
+# %% ../nbs/65_evaluate.ipynb 54
 def evaluate_dataset(model:Callable, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) logits
                      subjects:Iterable, # tio.Subjects with 'image', 'label' and 'id'
                      n_classes:int, # K, including background
@@ -488,7 +478,7 @@ def evaluate_dataset(model:Callable, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) logits
     return evaluate_volumes(model, items(), n_classes, patch_size, out_dir, transform=transform, **kwargs)
 
 
-# %% ../nbs/65_evaluate.ipynb 59
+# %% ../nbs/65_evaluate.ipynb 60
 def _seg_transform(meta:dict):
     p = meta['preprocessing']
     return preprocessing(p['modality'], spacing=p['spacing'], hu_range=tuple(p['hu_range']), crop_body=p['crop_body'])
@@ -513,7 +503,7 @@ def load_segmentation_model(path:str|Path, # best.pt / last.pt of a fine-tuning 
     meta['transform'], meta['path'] = _seg_transform(meta), str(path)
     return net.to(pick_device(device)).eval(), meta
 
-# %% ../nbs/65_evaluate.ipynb 61
+# %% ../nbs/65_evaluate.ipynb 62
 def _check_channels(backbone:dict, rows:list, model, data):
     "The network's input channels must equal the data's (a conv would fail, or worse, broadcast)."
     want, have = int((backbone or {}).get('in_channels', 1)), int(rows[0]['channels'])
@@ -539,7 +529,7 @@ def _eval_subjects(data, split, meta, splits_file):
     return subs
 
 
-# %% ../nbs/65_evaluate.ipynb 62
+# %% ../nbs/65_evaluate.ipynb 63
 def evaluate_model(model:str|Path, # fine-tuned checkpoint (best.pt) or its run folder
                    data:str|Path, # dataset
                    out_dir:str|Path, # metrics.csv, metrics.json, predictions/<id>.nii.gz
@@ -569,7 +559,7 @@ def evaluate_model(model:str|Path, # fine-tuned checkpoint (best.pt) or its run 
                             **({} if metrics is None else dict(metrics=tuple(metrics))))
 
 
-# %% ../nbs/65_evaluate.ipynb 65
+# %% ../nbs/65_evaluate.ipynb 66
 def _cfg_evaluate(p):
     p.add_argument('--data', required=True, help='dataset folder (MSD, images/+labels/) or CSV manifest')
     p.add_argument('--model', required=True, help='fine-tuned checkpoint (best.pt) or its run folder')
@@ -601,7 +591,7 @@ register_command(
 )
 
 
-# %% ../nbs/65_evaluate.ipynb 68
+# %% ../nbs/65_evaluate.ipynb 69
 def _to_np(x, name:str, label:bool=False) -> np.ndarray:
     if label: return _as_label_array(x, name)
     if hasattr(x, 'data') and hasattr(x, 'affine') and not isinstance(x, np.ndarray): x = x.data

@@ -26,6 +26,8 @@ def _preload(subjects, transform, num_workers):
         out.append((s['id'], s['image'].data.float().contiguous(), lab, s['image'].affine))
     return out
 
+
+# %% ../nbs/16_patches.ipynb 9
 class PatchDataset(Dataset):
     "Patches sliced from preloaded volumes; item `g` uses an RNG seeded by (seed, epoch, index)."
     def __init__(self, subjects:Sequence[tio.Subject], # raw subjects (loaded through `transform`)
@@ -60,60 +62,75 @@ class PatchDataset(Dataset):
             self.ids.append(sid); self.images.append(x); self.labels.append(y); self.affines.append(aff)
             self._fg.append(self._index(y) if self.lp is not None else None)
 
-    def _pad(self, x, y):
-        d = [max(0, p - s) for p, s in zip(self.patch_size, x.shape[1:])]
-        pad = [v for k in reversed(d) for v in (k // 2, k - k // 2)]  # F.pad order: last axis first
-        lo = x.amin(dim=(1, 2, 3))
-        x = torch.stack([torch.nn.functional.pad(x[c], pad, value=float(lo[c])) for c in range(x.shape[0])])
-        return x, (torch.nn.functional.pad(y, pad, value=0) if y is not None else None)
-
-    def _index(self, y):
-        "Per label value with a positive weight: flat voxel indices, or None for rejection sampling (large classes)."
-        flat = y.reshape(-1).numpy(); counts = np.bincount(flat.clip(0))
-        idx = {}
-        for v, w in self.lp.items():
-            if w <= 0 or v >= len(counts) or counts[v] == 0: continue
-            idx[v] = None if counts[v] > 0.25 * flat.size else np.flatnonzero(flat == v).astype(np.int64)
-        return idx
-
     def __len__(self): return len(self.images) * self.spv
 
-    def _start(self, v, rng):
-        shape = self.images[v].shape[1:]
-        if self.lp is not None and self._fg[v]:
-            vals = sorted(self._fg[v]); w = np.array([self.lp[k] for k in vals], float)
-            val = vals[rng.choice(len(vals), p=w / w.sum())]
-            ix = self._fg[v][val]
-            if ix is not None: c = np.unravel_index(ix[rng.integers(len(ix))], shape)
-            else:
-                flat = self.labels[v].reshape(-1)
-                for _ in range(200):
-                    k = int(rng.integers(flat.numel()))
-                    if int(flat[k]) == val: break
-                c = np.unravel_index(k, shape)
-            return [int(min(max(ci - p // 2, 0), s - p)) for ci, p, s in zip(c, self.patch_size, shape)]
-        return [int(rng.integers(0, s - p + 1)) for s, p in zip(shape, self.patch_size)]
 
-    def __getitem__(self, g:int) -> dict:
-        epoch, i = divmod(int(g), len(self))
-        v = i % len(self.images)
-        rng = np.random.default_rng([self.seed, epoch, i])
-        st = self._start(v, rng)
-        sl = (slice(None),) + tuple(slice(a, a + p) for a, p in zip(st, self.patch_size))
-        x = self.images[v][sl].clone(); y = self.labels[v][sl].clone() if self.labelled else None
-        if self.augment is not None: x, y = self._augment(x, y, v, rng)
-        out = dict(image=x, id=self.ids[v], location=torch.tensor(st + [a + p for a, p in zip(st, self.patch_size)]))
-        if y is not None: out['label'] = y
-        return out
+# %% ../nbs/16_patches.ipynb 11
+def _pad(self:PatchDataset, x, y):
+    d = [max(0, p - s) for p, s in zip(self.patch_size, x.shape[1:])]
+    pad = [v for k in reversed(d) for v in (k // 2, k - k // 2)]  # F.pad order: last axis first
+    lo = x.amin(dim=(1, 2, 3))
+    x = torch.stack([torch.nn.functional.pad(x[c], pad, value=float(lo[c])) for c in range(x.shape[0])])
+    return x, (torch.nn.functional.pad(y, pad, value=0) if y is not None else None)
 
-    def _augment(self, x, y, v, rng):
-        kw = dict(image=tio.ScalarImage(tensor=x, affine=self.affines[v]))
-        if y is not None: kw['label'] = tio.LabelMap(tensor=y, affine=self.affines[v])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**62)))
-            s = self.augment(tio.Subject(**kw))
-        return s['image'].data.float(), (s['label'].data.long() if y is not None else None)
+def _index(self:PatchDataset, y):
+    "Per label value with a positive weight: flat voxel indices, or None for rejection sampling (large classes)."
+    flat = y.reshape(-1).numpy(); counts = np.bincount(flat.clip(0))
+    idx = {}
+    for v, w in self.lp.items():
+        if w <= 0 or v >= len(counts) or counts[v] == 0: continue
+        idx[v] = None if counts[v] > 0.25 * flat.size else np.flatnonzero(flat == v).astype(np.int64)
+    return idx
 
+PatchDataset._pad, PatchDataset._index = _pad, _index
+
+
+# %% ../nbs/16_patches.ipynb 13
+def _start(self:PatchDataset, v, rng):
+    shape = self.images[v].shape[1:]
+    if self.lp is not None and self._fg[v]:
+        vals = sorted(self._fg[v]); w = np.array([self.lp[k] for k in vals], float)
+        val = vals[rng.choice(len(vals), p=w / w.sum())]
+        ix = self._fg[v][val]
+        if ix is not None: c = np.unravel_index(ix[rng.integers(len(ix))], shape)
+        else:
+            flat = self.labels[v].reshape(-1)
+            for _ in range(200):
+                k = int(rng.integers(flat.numel()))
+                if int(flat[k]) == val: break
+            c = np.unravel_index(k, shape)
+        return [int(min(max(ci - p // 2, 0), s - p)) for ci, p, s in zip(c, self.patch_size, shape)]
+    return [int(rng.integers(0, s - p + 1)) for s, p in zip(shape, self.patch_size)]
+
+PatchDataset._start = _start
+
+
+# %% ../nbs/16_patches.ipynb 15
+def _getitem(self:PatchDataset, g:int) -> dict:
+    "Item `g`: a patch (+ label) of volume `g % len % n_volumes`, augmented when asked; `location` = start + end."
+    epoch, i = divmod(int(g), len(self))
+    v = i % len(self.images)
+    rng = np.random.default_rng([self.seed, epoch, i])
+    st = self._start(v, rng)
+    sl = (slice(None),) + tuple(slice(a, a + p) for a, p in zip(st, self.patch_size))
+    x = self.images[v][sl].clone(); y = self.labels[v][sl].clone() if self.labelled else None
+    if self.augment is not None: x, y = self._augment(x, y, v, rng)
+    out = dict(image=x, id=self.ids[v], location=torch.tensor(st + [a + p for a, p in zip(st, self.patch_size)]))
+    if y is not None: out['label'] = y
+    return out
+
+def _augment(self:PatchDataset, x, y, v, rng):
+    kw = dict(image=tio.ScalarImage(tensor=x, affine=self.affines[v]))
+    if y is not None: kw['label'] = tio.LabelMap(tensor=y, affine=self.affines[v])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2**62)))
+        s = self.augment(tio.Subject(**kw))
+    return s['image'].data.float(), (s['label'].data.long() if y is not None else None)
+
+PatchDataset.__getitem__, PatchDataset._augment = _getitem, _augment
+
+
+# %% ../nbs/16_patches.ipynb 16
 class EpochSampler(Sampler):
     "Yields `epoch·n + i` (shuffled per epoch with a seeded permutation); each pass advances the epoch."
     def __init__(self, n: int, shuffle: bool = True, seed: int = 0):
@@ -126,7 +143,8 @@ class EpochSampler(Sampler):
         order = np.random.default_rng([self.seed, e]).permutation(self.n) if self.shuffle else np.arange(self.n)
         return iter((e * self.n + order).tolist())
 
-# %% ../nbs/16_patches.ipynb 9
+
+# %% ../nbs/16_patches.ipynb 17
 def _queue_collate(patches) -> dict:
     out = dict(image=torch.stack([p['image'].data.float() for p in patches]), id=[p['id'] for p in patches],
                location=torch.stack([torch.as_tensor(p[tio.LOCATION]) for p in patches]))
@@ -134,6 +152,7 @@ def _queue_collate(patches) -> dict:
     return out
 
 
+# %% ../nbs/16_patches.ipynb 18
 def patch_loader(
     subjects: Sequence[tio.Subject],  # raw subjects, e.g. from `load_dataset`
     patch_size: Sequence[int],  # (X, Y, Z)
@@ -175,7 +194,7 @@ def patch_loader(
     return DataLoader(queue, batch_size=batch_size, num_workers=0, collate_fn=_queue_collate)
 
 
-# %% ../nbs/16_patches.ipynb 11
+# %% ../nbs/16_patches.ipynb 20
 def to_device(batch, # a batch dict (nested dicts/lists allowed)
               device:torch.device|str # target device
              ):
@@ -186,7 +205,7 @@ def to_device(batch, # a batch dict (nested dicts/lists allowed)
     return batch
 
 
-# %% ../nbs/16_patches.ipynb 19
+# %% ../nbs/16_patches.ipynb 28
 class EpochPatches(torch.utils.data.Dataset):
     "Map-style view of a `PatchDataset` whose `set_epoch(e)` makes item i the patch `e·len + i`."
     def __init__(self, patches:PatchDataset): self.patches, self.epoch = patches, 0
@@ -196,7 +215,7 @@ class EpochPatches(torch.utils.data.Dataset):
         it = self.patches[self.epoch * len(self.patches) + int(i)]
         return {'image': it['image'], 'label': it['label']}
 
-# %% ../nbs/16_patches.ipynb 22
+# %% ../nbs/16_patches.ipynb 31
 def collate(items:list[dict] # item dicts (e.g. from `PretextDataset`)
            ) -> dict:
     "Stack tensors of a list of item dicts along a new batch axis; keep other values as lists."
