@@ -12,7 +12,8 @@ import argparse, statistics, time
 import torch
 from ssl3d.data import preprocessing
 from ssl3d.phantoms import make_phantom
-from ssl3d.methods.core import build_method, collate, PretextDataset, BatchedPretextDataset, RAW_KEY
+from ssl3d.methods.core import build_method, PretextDataset, BatchedPretextDataset, RAW_KEY
+from ssl3d.patches import collate
 import ssl3d.methods.vectorpose, ssl3d.methods.models_genesis  # register
 
 

@@ -1,7 +1,7 @@
 """Patch-loader throughput: ssl3d's preloaded in-memory loader vs plain `tio.Queue` on the same subjects.
 
 Writes a small synthetic CT dataset (NIfTI, MSD layout) to a temporary folder, then draws the same number of
-foreground-weighted patches with both backends of `ssl3d.data.patch_loader` (same preprocessing, same patch size,
+foreground-weighted patches with both backends of `ssl3d.patches.patch_loader` (same preprocessing, same patch size,
 batch size and samples per volume) and prints patches/s side by side and their ratio. Setup time (building the
 loader, which for the memory backend includes reading and preprocessing every volume once) is counted in the
 total. Not a test; run it by hand:
@@ -12,7 +12,8 @@ import argparse, json, shutil, tempfile, time
 from pathlib import Path
 import nibabel as nib
 import numpy as np
-from ssl3d.data import load_dataset, patch_loader, preprocessing
+from ssl3d.data import load_dataset, preprocessing
+from ssl3d.patches import patch_loader
 
 
 def write_dataset(root: Path, n: int, shape, spacing=(1.0, 1.0, 2.0)) -> Path:

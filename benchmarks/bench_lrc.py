@@ -27,7 +27,8 @@ from ssl3d.elastic import RandomElasticWarp
 from ssl3d.regions import RegionConfig, propose_regions
 from ssl3d.phantoms import make_phantom
 from ssl3d.data import preprocessing
-from ssl3d.methods.core import build_method, collate, PretextDataset, METHODS
+from ssl3d.methods.core import build_method, PretextDataset, METHODS
+from ssl3d.patches import collate
 from ssl3d.methods.lrc import _branch_config
 import ssl3d.methods.lrc  # noqa: F401
 

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from ssl3d.core import pick_device
 from ssl3d.phantoms import write_phantom_dataset
 from ssl3d.pretrain import pooled_pretrain_subjects
-from ssl3d.methods.core import PretextDataset, build_method, collate
-from ssl3d.data import to_device
+from ssl3d.methods.core import PretextDataset, build_method
+from ssl3d.patches import collate, to_device
 import ssl3d.methods.mixcl  # noqa: F401  (registers 'mixcl')
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_two_view import time_interleaved  # noqa: E402

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from ssl3d.data import preprocessing
 from ssl3d.phantoms import make_phantom
-from ssl3d.methods.core import build_method, collate, method_config
+from ssl3d.methods.core import build_method, method_config
+from ssl3d.patches import collate
 from ssl3d.methods.vectorpose import VectorPOSE
-from ssl3d.pretrain import parse_assignments
+from ssl3d.core import parse_assignments
 from ssl3d.train import train_config
 
 

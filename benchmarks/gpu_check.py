@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from ssl3d.core import pick_device
 from ssl3d.phantoms import write_phantom_dataset
-from ssl3d.methods.core import METHODS, build_method, collate, PretextDataset, BatchedPretextDataset, has_batched, RAW_KEY
+from ssl3d.methods.core import METHODS, build_method, PretextDataset, BatchedPretextDataset, has_batched, RAW_KEY
+from ssl3d.patches import collate
 from ssl3d.pretrain import pretrain_subjects, pooled_pretrain_subjects, _load_method_modules
 from ssl3d.train import TrainConfig, train_config, TRAIN_PRESETS
 from ssl3d.batched import DeviceVolumes, volumes_fit

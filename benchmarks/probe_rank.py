@@ -15,7 +15,9 @@ import torch
 from scipy.stats import spearmanr
 from ssl3d.phantoms import write_phantom_dataset
 from ssl3d.pretrain import pretrain
-from ssl3d.finetune import finetune, evaluate_model, ensure_splits
+from ssl3d.finetune import finetune
+from ssl3d.evaluate import evaluate_model
+from ssl3d.data import ensure_splits
 from ssl3d.probe import ProbeConfig, OnlineProbe, fit_probe
 from ssl3d.data import load_dataset, preprocessing, select_subjects
 from ssl3d.models import build_backbone

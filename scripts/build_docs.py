@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / 'nbs'
 # area of a notebook by its number's tens digit (ARCHITECTURE.md's rooms)
-AREAS = [('0', 'Core and data'), ('1', 'Transforms'), ('2', 'Targets'), ('3', 'Losses'),
-         ('4', 'Models'), ('5', 'Methods'), ('6', 'Training'), ('7', 'Evaluation'),
+AREAS = [('0', 'Core and data'), ('1', 'Transforms and patches'), ('2', 'Targets'), ('3', 'Losses'),
+         ('4', 'Models'), ('5', 'Methods'), ('6', 'Training and evaluation'), ('7', 'Fine-tuning'),
          ('8', 'Command line'), ('9', 'Experiments')]
 DIRECTIVE = re.compile(r'^\s*#\|\s*(.*)$')
 

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     'ssl3d.data',
     'ssl3d.phantoms',
     'ssl3d.pretrain',
+    'ssl3d.evaluate',
     'ssl3d.finetune',
     'ssl3d.demo',
     'ssl3d.experiments',

@@ -13,7 +13,8 @@ import torch
 # %% auto 0
 __all__ = ['COMMANDS', 'Ssl3dError', 'DataError', 'seed_everything', 'as_triple', 'pick_device', 'atomic_write', 'check_writable',
            'remove_stale_tmp', 'save_json', 'load_json', 'config_to_dict', 'config_from_dict', 'update_config',
-           'Registry', 'Command', 'register_command']
+           'Registry', 'Command', 'register_command', 'parse_value', 'parse_assignments', 'typed_overrides',
+           'apply_overrides']
 
 # %% ../nbs/00_core.ipynb 6
 class Ssl3dError(ValueError):
@@ -221,3 +222,89 @@ def register_command(name:str, # subcommand name, e.g. 'phantoms'
     cmd = Command(name, help, configure, run)
     COMMANDS._items[name] = cmd  # re-registering (notebook re-run) replaces
     return cmd
+
+# %% ../nbs/00_core.ipynb 30
+import ast, typing
+
+def parse_value(text:str # a command-line value
+               ):
+    "A command-line value as a Python object: JSON, then Python literal, then a float (`inf`), else the text."
+    for f in (json.loads, ast.literal_eval, float):
+        try: return f(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError): pass
+    low = text.strip().lower()
+    return {'true': True, 'false': False, 'none': None, 'null': None}.get(low, text)
+
+def parse_assignments(items:list # ['field=value', ...] (`--set` items)
+                     ) -> dict: # {field: value}
+    "Parse `field=value` strings (values via `parse_value`)."
+    out = {}
+    for it in items or []:
+        if '=' not in it: raise Ssl3dError(f"--set {it!r}: expected field=value")
+        k, v = it.split('=', 1)
+        out[k.strip()] = parse_value(v)
+    return out
+
+# %% ../nbs/00_core.ipynb 32
+def _resolve(tp, cls):
+    "A string annotation as a type where it resolves (builtins, typing, the class's module), else the string."
+    if not isinstance(tp, str): return tp
+    import sys
+    try: return eval(tp, {**vars(typing), **vars(sys.modules.get(cls.__module__, typing))})
+    except Exception: return tp
+
+def _field_types(cls) -> dict:
+    try: hints = typing.get_type_hints(cls)
+    except Exception: hints = {}   # one unresolvable annotation: resolve the others one by one
+    return {f.name: hints.get(f.name, _resolve(f.type, cls)) for f in dataclasses.fields(cls)}
+
+def _options(tp) -> list:
+    "The member types of an Optional/Union type (or the type itself)."
+    union = typing.get_origin(tp) in (typing.Union, getattr(__import__('types'), 'UnionType', None))
+    return [a for a in typing.get_args(tp) if a is not type(None)] if union else [tp]
+
+def _coerce(name, value, tp):
+    "Check/convert `value` for a field of type `tp` (int, float, bool, str, tuple, Optional of those)."
+    if value is None:
+        if type(None) in typing.get_args(tp): return None
+        raise Ssl3dError(f"{name}=None: this field cannot be None")
+    opts = _options(tp)
+    for t in opts:
+        o = typing.get_origin(t) or t
+        if o is bool and isinstance(value, bool): return value
+        if o is int and isinstance(value, int) and not isinstance(value, bool): return value
+        if o is float and isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
+        if o is str and isinstance(value, str): return value
+        if o in (tuple, list) and isinstance(value, (list, tuple)): return o(value)
+        if o is dict and isinstance(value, dict): return value
+        if o is typing.Any: return value
+    if not any((typing.get_origin(t) or t) in (bool, int, float, str, tuple, list, dict) for t in opts):
+        return value  # other types: unchecked
+    raise Ssl3dError(f"{name}={value!r}: expected {tp}")
+
+# %% ../nbs/00_core.ipynb 33
+def _check_key(config, key:str, value):
+    "`value` checked against the field `key` names (dotted: through nested dataclasses; inside a dict: unchecked)."
+    obj, parts = config, key.replace('__', '.').split('.')
+    for i, part in enumerate(parts):
+        types = _field_types(type(obj))
+        if part not in types:
+            where = type(config).__name__ + ''.join('.' + p for p in parts[:i])
+            raise Ssl3dError(f"{where} has no field {part!r}; fields: {', '.join(sorted(types))}")
+        if i == len(parts) - 1: return _coerce(key, value, types[part])
+        obj = getattr(obj, part)
+        if not dataclasses.is_dataclass(obj): return value  # a dict field (backbone.preset): the consumer checks it
+
+def typed_overrides(config, # a config dataclass instance
+                    overrides:dict # {field or dotted key: value}
+                   ) -> dict: # the same keys, values converted to their fields' types
+    "`overrides` checked against the (nested) fields of `config` and converted (`1` for a float field is `1.0`)."
+    return {k: _check_key(config, k, v) for k, v in overrides.items()}
+
+def apply_overrides(config, # a config dataclass instance
+                    overrides:dict # {field or dotted key: value}
+                   ):
+    "A copy of `config` with `overrides` type-checked against the (nested) fields and validated."
+    clean = typed_overrides(config, overrides)
+    try: return update_config(config, **clean)
+    except TypeError as e: raise Ssl3dError(f"{type(config).__name__}: {e}") from e

@@ -14,9 +14,11 @@ from .core import (Ssl3dError, atomic_write, save_json, load_json, config_to_dic
 from .phantoms import write_phantom_dataset
 from .models import SegmentationNet, build_backbone
 from .losses import dice_ce_loss
-from .evaluate import compare_table, summarize_metrics, read_metrics, plot_predictions
-from .finetune import finetune, finetune_config, ensure_splits, evaluate_model
-from .train import load_checkpoint, time_budget
+from .evaluate import compare_table, summarize_metrics, read_metrics, plot_predictions, evaluate_model
+from .finetune import finetune, finetune_config
+from .data import ensure_splits
+from .train import time_budget
+from .checkpoints import load_checkpoint
 
 # %% auto 0
 __all__ = ['BUDGET_SPLIT', 'DemoConfig', 'plan_steps', 'build_method_backbone', 'demo']
@@ -91,7 +93,8 @@ def _finetune_step_cost(cfg:DemoConfig, backbone:dict, device) -> float:
 def _pretrain_step_cost(cfg:DemoConfig, data, splits_file, device) -> tuple:
     "Seconds per pretraining step (the method's `prepare` for a batch + forward + backward + AdamW), and its backbone kwargs."
     from ssl3d.pretrain import pretrain_subjects
-    from ssl3d.methods.core import build_method, PretextDataset, collate
+    from ssl3d.methods.core import build_method, PretextDataset
+    from ssl3d.patches import collate
     from ssl3d.train import train_config
     m = build_method(cfg.method, cfg.pretrain_overrides or None, preset=cfg.pretrain_preset).to(device)
     bs = int(type(m).TRAIN_PRESETS.get(cfg.pretrain_preset, {}).get('batch_size', train_config().batch_size))

@@ -8,7 +8,7 @@ import argparse, dataclasses, functools, hashlib, itertools, json, os, re, shuti
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
-from .core import Ssl3dError, atomic_write, save_json, register_command
+from .core import Ssl3dError, atomic_write, save_json, register_command, parse_value
 
 # %% auto 0
 __all__ = ['TIDY_COLUMNS', 'read_results', 'write_results', 'append_results', 'cell_id', 'grid_cells', 'GridRun', 'cell_done',
@@ -270,17 +270,6 @@ def run_notebook_grid(nb_path:str|Path, # the parameterized notebook
     return res
 
 # %% ../nbs/90_experiments.ipynb 25
-def _parse_value(s:str):
-    "A command-line value as papermill's `-p` reads it, plus JSON literals (lists, true/false/null)."
-    if s in ('True', 'False', 'None'): return {'True': True, 'False': False, 'None': None}[s]
-    for cast in (int, float):
-        try: return cast(s)
-        except ValueError: pass
-    if s in ('true', 'false', 'null') or s[:1] in '[{"':
-        try: return json.loads(s)
-        except json.JSONDecodeError: pass
-    return s
-
 def _configure_grid(p:argparse.ArgumentParser):
     p.add_argument('notebook', help='parameterized notebook (a cell tagged `parameters`)')
     p.add_argument(
@@ -307,13 +296,13 @@ def _run_grid_command(a:argparse.Namespace) -> int:
     for ax in a.axis:
         if len(ax) < 2: raise Ssl3dError(f"--axis {' '.join(ax)}: give a name and at least one value")
         if ax[0] in axes: raise Ssl3dError(f"--axis {ax[0]} given twice")
-        axes[ax[0]] = [_parse_value(v) for v in ax[1:]]
+        axes[ax[0]] = [parse_value(v) for v in ax[1:]]
     cells = grid_cells(**axes) if axes else [{}]
     if a.dry_run:
         for c in cells: print(cell_id(c))
         return 0
     res = run_notebook_grid(a.notebook, cells, a.out, processes=a.processes or None, force=a.force,
-                            parameters={k: _parse_value(v) for k, v in a.parameter}, kernel_name=a.kernel,
+                            parameters={k: parse_value(v) for k, v in a.parameter}, kernel_name=a.kernel,
                             timeout=a.timeout, verbose=True)
     print(
         f"[grid] {len(res.ran)} ran, {len(res.skipped)} already done, {len(res.failed)} failed; results: {res.results}"

@@ -4,25 +4,26 @@
 
 # %% ../nbs/61_pretrain.ipynb 4
 from __future__ import annotations
-import argparse, ast, dataclasses, hashlib, importlib, json, math, pkgutil, typing, warnings
+import argparse, dataclasses, importlib, json, math, pkgutil, warnings
 from pathlib import Path
 import numpy as np
 import torch
 import torchio as tio
 from .core import (Ssl3dError, DataError, config_to_dict, update_config, load_json, register_command,
+    parse_value, parse_assignments, apply_overrides, typed_overrides,
     seed_everything, check_writable, pick_device)
 from .data import (discover_dataset, load_dataset, preprocessing, load_splits, pool_label_spaces, remap_labels,
     modality_of)
 from .methods.core import METHODS, PretextDataset, BatchedPretextDataset, build_method, has_batched, method_config
 from .batched import DeviceVolumes, volumes_fit
+from .checkpoints import dataset_fingerprint
 import ssl3d.methods.vectorpose, ssl3d.methods.models_genesis  # register the methods defined by this project's notebooks
 from .train import TRAIN_PRESETS, TrainConfig, Trainer, train_config
 from .probe import ProbeConfig, OnlineProbe, plot_probe
 
 # %% auto 0
 __all__ = ['PRETRAIN_DATA_PRESETS', 'MIN_ITERS_PER_EPOCH', 'samples_per_volume_for', 'epochs_to_steps', 'pretrain_subjects',
-           'dataset_fingerprint', 'pooled_pretrain_subjects', 'pretrain', 'parse_value', 'apply_overrides',
-           'parse_assignments']
+           'pooled_pretrain_subjects', 'pretrain']
 
 # %% ../nbs/61_pretrain.ipynb 7
 PRETRAIN_DATA_PRESETS = {
@@ -124,20 +125,7 @@ def pretrain_subjects(
     )
     return out, info
 
-# %% ../nbs/61_pretrain.ipynb 12
-def dataset_fingerprint(subjects:list # subjects with `image` and `id` (e.g. from `pretrain_subjects`)
-                       ) -> str: # hex SHA-256
-    "A short, order-independent hash of the ids, shapes, spacings and a sample of voxels of `subjects`."
-    h = hashlib.sha256()
-    for s in sorted(subjects, key=lambda s: str(s['id'])):
-        x = s['image'].data
-        flat = x.reshape(-1)
-        sample = flat[torch.linspace(0, flat.numel() - 1, min(4096, flat.numel())).long()].double()
-        h.update(json.dumps([str(s['id']), list(x.shape), [round(float(v), 4) for v in s['image'].spacing]]).encode())
-        h.update(np.round(sample.numpy(), 4).tobytes())
-    return h.hexdigest()
-
-# %% ../nbs/61_pretrain.ipynb 16
+# %% ../nbs/61_pretrain.ipynb 14
 def pooled_pretrain_subjects(datas:list, # dataset folders / dataset.json / CSV manifests
                              split:str='pretrain', # as in `pretrain_subjects`, for every dataset
                              splits_file=None, # split JSON whose val/test ids are excluded from every dataset
@@ -180,7 +168,7 @@ def pooled_pretrain_subjects(datas:list, # dataset folders / dataset.json / CSV 
     if labels: info.update(labelled=True, label_space=pool['names'], annotated=pool['annotated'].tolist())
     return out, info
 
-# %% ../nbs/61_pretrain.ipynb 20
+# %% ../nbs/61_pretrain.ipynb 18
 def _online_probe(data, splits_file, info:dict, preset:str, every:int|None, steps:int, overrides:dict|None):
     "The `OnlineProbe` of a pretraining run, or None (off, or the default with fewer than two labelled cases)."
     explicit = every is not None
@@ -209,7 +197,7 @@ def _online_probe(data, splits_file, info:dict, preset:str, every:int|None, step
     tr = preprocessing(info['modality'], spacing=info['spacing'], hu_range=tuple(info['hu_range']))
     return OnlineProbe([subs[i] for i in fit_ids], [subs[i] for i in val_ids], K, tr, cfg)
 
-# %% ../nbs/61_pretrain.ipynb 21
+# %% ../nbs/61_pretrain.ipynb 19
 def _same_run(out_dir:Path, prov:dict, cfg:TrainConfig):
     p = out_dir / 'config.json'
     if not p.exists(): return
@@ -328,7 +316,7 @@ def pretrain(
     if probe is not None and trainer.rank == 0: plot_probe(out_dir)
     return trainer.final_path
 
-# %% ../nbs/61_pretrain.ipynb 27
+# %% ../nbs/61_pretrain.ipynb 25
 def _load_method_modules():
     "Import every `ssl3d.methods.*` module so all methods are registered (a broken one only warns)."
     import ssl3d.methods as pkg
@@ -336,70 +324,8 @@ def _load_method_modules():
         try: importlib.import_module(f"ssl3d.methods.{mod.name}")
         except Exception as e: warnings.warn(f"ssl3d.methods.{mod.name} could not be imported: {type(e).__name__}: {e}")
 
-def parse_value(text:str # a command-line value
-               ):
-    "A command-line value as a Python object: JSON, then Python literal, else the string itself."
-    for f in (json.loads, ast.literal_eval):
-        try: return f(text)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError): pass
-    low = text.strip().lower()
-    return {'true': True, 'false': False, 'none': None, 'null': None}.get(low, text)
 
-def _field_types(cls) -> dict:
-    try: hints = typing.get_type_hints(cls)
-    except Exception: hints = {}
-    return {f.name: hints.get(f.name, f.type) for f in dataclasses.fields(cls)}
-
-def _coerce(name, value, tp):
-    "Check/convert `value` for a field of type `tp` (int, float, bool, str, tuple, Optional of those)."
-    args = typing.get_args(tp)
-    opts = (
-        [a for a in args if a is not type(None)]
-        if args and typing.get_origin(tp) in (typing.Union, getattr(__import__('types'), 'UnionType', None))
-        else [tp]
-    )
-    if value is None:
-        if type(None) in args: return None
-        raise Ssl3dError(f"{name}=None: this field cannot be None")
-    for t in opts:
-        o = typing.get_origin(t) or t
-        if o is bool and isinstance(value, bool): return value
-        if o is int and isinstance(value, int) and not isinstance(value, bool): return value
-        if o is float and isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
-        if o is str and isinstance(value, str): return value
-        if o in (tuple, list) and isinstance(value, (list, tuple)): return o(value)
-        if o is dict and isinstance(value, dict): return value
-        if o is typing.Any: return value
-    if not any((typing.get_origin(t) or t) in (bool, int, float, str, tuple, list, dict) for t in opts):
-        return value  # other types: unchecked
-    raise Ssl3dError(f"{name}={value!r}: expected {tp}")
-
-def apply_overrides(config, # a Config dataclass instance
-                    overrides:dict # {field or dotted key: value}
-                   ):
-    "A copy of `config` with `overrides` type-checked against the fields (top-level keys) and validated."
-    types = _field_types(type(config))
-    clean = {}
-    for k, v in overrides.items():
-        if '.' not in k and '__' not in k:
-            if k not in types:
-                raise Ssl3dError(f"{type(config).__name__} has no field {k!r}; fields: {', '.join(sorted(types))}")
-            v = _coerce(k, v, types[k])
-        clean[k] = v
-    try:return update_config(config, **clean)
-    except TypeError as e: raise Ssl3dError(f"{type(config).__name__}: {e}") from e
-
-def parse_assignments(items:list # ['field=value', ...]
-                     ) -> dict:
-    "Parse `field=value` strings (values via `parse_value`)."
-    out = {}
-    for it in items or []:
-        if '=' not in it: raise Ssl3dError(f"--set {it!r}: expected field=value")
-        k, v = it.split('=', 1)
-        out[k.strip()] = parse_value(v)
-    return out
-
-# %% ../nbs/61_pretrain.ipynb 30
+# %% ../nbs/61_pretrain.ipynb 28
 _FIXED = {
     'data',
     'method',
@@ -507,8 +433,7 @@ def _run(args) -> int:
     bad = sorted(k.split('.')[0] for k in mo if k.split('.')[0] not in own)
     if bad: raise Ssl3dError(f"method {args.method!r} has no field(s) {bad}; its fields: {', '.join(sorted(own))}")
     apply_overrides(cls.Config(), mo)  # type-check and validate now, before any data is read
-    types = _field_types(cls.Config)
-    mo = {k: (_coerce(k, v, types[k]) if k in types else v) for k, v in mo.items()}
+    mo = typed_overrides(cls.Config(), mo)
     to = parse_assignments(args.train_set)
     tf = {f.name for f in dataclasses.fields(TrainConfig)}
     if set(to) - tf:

@@ -14,12 +14,12 @@ import torch.distributed as dist
 import ssl3d
 from .core import (Ssl3dError, atomic_write, save_json, config_to_dict, update_config, pick_device,
                         seed_everything, check_writable, remove_stale_tmp)
-from .methods.core import collate as default_collate
-from .checkpoints import WEIGHTS_NAME, save_weights, make_sidecar
+from .patches import collate as default_collate, to_device
+from .checkpoints import WEIGHTS_NAME, save_weights, make_sidecar, save_checkpoint, load_checkpoint
 
 # %% auto 0
-__all__ = ['TRAIN_PRESETS', 'TrainConfig', 'train_config', 'lr_factor', 'save_checkpoint', 'load_checkpoint', 'provenance',
-           'NonFiniteLoss', 'Trainer', 'time_budget', 'replan_steps', 'tensorboard_writer']
+__all__ = ['TRAIN_PRESETS', 'TrainConfig', 'train_config', 'lr_factor', 'provenance', 'NonFiniteLoss', 'Trainer', 'time_budget',
+           'replan_steps', 'tensorboard_writer']
 
 # %% ../nbs/60_train.ipynb 7
 _SCHEDULES, _AMP, _OPTIMIZERS = ('cosine', 'poly', 'constant'), ('auto', 'bf16', 'fp16', 'off'), ('adamw', 'sgd')
@@ -91,21 +91,6 @@ def lr_factor(step:int, # completed optimizer steps (0-based index of the step a
     return 1.0
 
 # %% ../nbs/60_train.ipynb 14
-def save_checkpoint(path:str|Path, # destination (.pt)
-                    **state # tensors, state dicts, numbers, strings, lists/dicts of those
-                   ) -> Path:
-    "Save `state` with `torch.save`, atomically (temporary file, then rename)."
-    return atomic_write(path, lambda p: torch.save(state, p))
-
-def load_checkpoint(path:str|Path, # a file written by `save_checkpoint`
-                    map_location='cpu' # where tensors are loaded
-                   ) -> dict:
-    "Load a checkpoint with `weights_only=True`; errors name the file."
-    path = Path(path)
-    if not path.exists(): raise Ssl3dError(f"{path}: checkpoint not found")
-    try: return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e: raise Ssl3dError(f"{path}: cannot load checkpoint with weights_only=True ({type(e).__name__}: {e})") from e
-
 def _git(*args) -> str|None:
     try:
         r = subprocess.run(
@@ -171,13 +156,6 @@ class NonFiniteLoss(Ssl3dError):
 
 _RUN_CONTROL = {'num_workers', 'progress', 'log_every', 'device', 'eval_every', 'logger'}  # may change on resume
 
-def _to_device(batch, device):
-    if isinstance(batch, Tensor): return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict): return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], Tensor):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch
-
 def _read_csv(path):
     if not path.exists() or path.stat().st_size == 0: return None, []
     with open(path, newline='') as f:
@@ -214,7 +192,7 @@ class Trainer:
         dataset,  # map-style dataset of item dicts (e.g. `PretextDataset`); `set_epoch` is called if present
         config: TrainConfig | dict | None = None,  # a TrainConfig, a dict of overrides, or None for the defaults
         out_dir: str | Path = 'run',  # folder for config.json, log.csv, checkpoint.pt, final.pt
-        collate: Callable | None = None,  # batch collation; default `ssl3d.methods.core.collate`
+        collate: Callable | None = None,  # batch collation; default `ssl3d.patches.collate`
         eval_fn: Callable | None = None,  # eval_fn(model, step) -> dict of numbers, run on rank 0 in eval mode
         provenance: dict | None = None,  # method, config, dataset fingerprint ...; version and commit are added
     ):
@@ -440,7 +418,7 @@ def _check_terms(out) -> list[str]:
 
 def _train_step(self:Trainer, model, batch, epoch):
     cfg = self.config
-    batch = _to_device(batch, self.device)
+    batch = to_device(batch, self.device)
     with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
         out = model(batch)
     if self.terms is None: self.terms = _check_terms(out)

@@ -13,7 +13,7 @@ from ssl3d.cli import main
 from ssl3d.core import Ssl3dError, save_json
 from ssl3d.models import build_backbone
 from ssl3d.phantoms import write_phantom_dataset
-from ssl3d.train import load_checkpoint, save_checkpoint
+from ssl3d.checkpoints import load_checkpoint, save_checkpoint
 
 SHAPE, SP = (40, 40, 40), (6., 6., 6.)
 FT = ['--preset', 'tiny', '--steps', '2', '--device', 'cpu', '--set', 'eval_every=2']

@@ -9,10 +9,12 @@ import torch
 
 from ssl3d.data import preprocessing
 from ssl3d.phantoms import make_phantom, write_phantom_dataset
-from ssl3d.methods.core import (PretextDataset, BatchedPretextDataset, RAW_KEY, build_method, collate, has_batched)
+from ssl3d.methods.core import (PretextDataset, BatchedPretextDataset, RAW_KEY, build_method, has_batched)
+from ssl3d.patches import collate
 from ssl3d.methods.vectorpose import VectorPOSE
 from ssl3d.methods.models_genesis import ModelsGenesis
-from ssl3d.train import Trainer, train_config, load_checkpoint
+from ssl3d.train import Trainer, train_config
+from ssl3d.checkpoints import load_checkpoint
 from ssl3d.batched import DeviceVolumes
 import ssl3d.pretrain  # registers the command
 from ssl3d.cli import main

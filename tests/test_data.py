@@ -6,7 +6,8 @@ import pytest
 import torch
 from ssl3d.core import DataError, Ssl3dError
 from ssl3d.data import (load_dataset, discover_dataset, validate_subjects, make_subject, make_splits, label_subset,
-                        save_splits, load_splits, select_subjects, preprocessing, patch_loader, to_device)
+                        save_splits, load_splits, select_subjects, preprocessing)
+from ssl3d.patches import patch_loader, to_device
 
 SPACING = (1.5, 1.5, 3.0)
 

@@ -12,8 +12,9 @@ import yaml
 from ssl3d.cli import main
 from ssl3d.core import Ssl3dError
 from ssl3d.checkpoints import read_pretrained, load_weights, file_sha256
-import ssl3d.finetune as ft
-from ssl3d.train import load_checkpoint
+import ssl3d.checkpoints as ck
+import ssl3d.evaluate as ev
+from ssl3d.checkpoints import load_checkpoint
 
 TINY_PRE = ['--method', 'vectorpose', '--preset', 'tiny', '--steps', '2', '--crop-size', '32', '--batch-size', '2', '--device', 'cpu']
 TINY_FT = ['--preset', 'tiny', '--label-fraction', '1', '--device', 'cpu', '--set', 'eval_every=2', 'samples_per_volume=2']
@@ -92,7 +93,7 @@ def test_tampered_sidecar_window_warns_and_is_taken_over(nn_run, tmp_path):
     # left unset: fine-tuning (and so evaluation, from best.pt) uses the sidecar's window
     assert main(['finetune', '--data', str(data), '--init', str(run), '--steps', '2', '--out', str(tmp_path/'b'), *TINY_FT]) == 0
     assert load_checkpoint(tmp_path/'b'/'best.pt')['preprocessing']['hu_range'] == [-200.0, 300.0]
-    _, meta = ft.load_segmentation_model(tmp_path/'b')
+    _, meta = ev.load_segmentation_model(tmp_path/'b')
     assert [t for t in meta['transform'] if type(t).__name__ == 'Clamp'][0].out_min == -200.0
     # a sidecar that does not belong to the weights is reported
     (run/'model.json').write_text(json.dumps({**sc, 'weights_sha256': '0' * 64}))
@@ -102,8 +103,8 @@ def test_tampered_sidecar_window_warns_and_is_taken_over(nn_run, tmp_path):
 @pytest.mark.slow
 def test_safetensors_and_legacy_pt_give_identical_networks(nn_run, tmp_path):
     root, data, pre = nn_run
-    torch.manual_seed(3); a, ia = ft.build_segmentation_model(pre/'model.safetensors', 14)
-    torch.manual_seed(3); b, ib = ft.build_segmentation_model(pre/'final.pt', 14)
+    torch.manual_seed(3); a, ia = ck.build_segmentation_model(pre/'model.safetensors', 14)
+    torch.manual_seed(3); b, ib = ck.build_segmentation_model(pre/'final.pt', 14)
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert sorted(ia['load_report'].loaded) == sorted(ib['load_report'].loaded) and ia['load_report'].complete

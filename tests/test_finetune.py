@@ -10,8 +10,10 @@ import torch
 from ssl3d.core import Ssl3dError
 from ssl3d.models import SegmentationNet, build_backbone
 from ssl3d.phantoms import write_phantom_dataset
-from ssl3d.train import load_checkpoint, save_checkpoint
+from ssl3d.checkpoints import load_checkpoint, save_checkpoint
 import ssl3d.finetune as ft
+import ssl3d.checkpoints as ck
+import ssl3d.evaluate as ev
 from ssl3d.cli import main
 
 
@@ -24,25 +26,25 @@ def test_load_report_names_missing_and_unexpected():
     net = SegmentationNet(*build_backbone(preset='tiny'), 3)
     sd = {k: v.clone() for k, v in SegmentationNet(*build_backbone(preset='tiny'), 3).state_dict().items() if not k.startswith('head.')}
     sd.pop('decoder.head.0.weight'); sd['encoder.extra.weight'] = torch.zeros(3)
-    rep = ft.load_with_report(net, sd, expected=('encoder.', 'decoder.'), source='crafted.pt')
+    rep = ck.load_with_report(net, sd, expected=('encoder.', 'decoder.'), source='crafted.pt')
     assert rep.missing == ['decoder.head.0.weight']
     assert rep.unexpected == ['encoder.extra.weight']
     assert sorted(rep.fresh) == ['head.bias', 'head.weight'] and not rep.mismatched
     text = str(rep)
     assert 'decoder.head.0.weight' in text and 'encoder.extra.weight' in text and '1 missing' in text
-    with pytest.raises(Ssl3dError, match='no weights loaded'): ft.load_with_report(net, {'foo': torch.zeros(1)})
+    with pytest.raises(Ssl3dError, match='no weights loaded'): ck.load_with_report(net, {'foo': torch.zeros(1)})
     wide = SegmentationNet(*build_backbone(preset='tiny', base_width=16), 3).state_dict()
-    with pytest.raises(Ssl3dError, match='different shape'): ft.load_with_report(net, wide, expected=('encoder.',))
-    rep2 = ft.load_with_report(net, wide, expected=('encoder.', 'decoder.'), allow_shape_mismatch=True)
+    with pytest.raises(Ssl3dError, match='different shape'): ck.load_with_report(net, wide, expected=('encoder.',))
+    rep2 = ck.load_with_report(net, wide, expected=('encoder.', 'decoder.'), allow_shape_mismatch=True)
     assert rep2.mismatched and all(len(m) == 3 for m in rep2.mismatched)
 
 
 def test_pretrained_checkpoint_errors(tmp_path):
     save_checkpoint(tmp_path/'bad.pt', model={}, transfer=None, provenance={})
-    with pytest.raises(Ssl3dError, match="not a pretrained checkpoint"): ft.build_segmentation_model(tmp_path/'bad.pt', 3)
+    with pytest.raises(Ssl3dError, match="not a pretrained checkpoint"): ck.build_segmentation_model(tmp_path/'bad.pt', 3)
     e, d = build_backbone(preset='tiny')
     save_checkpoint(tmp_path/'nobb.pt', transfer={'encoder': e.state_dict(), 'decoder': None}, provenance={'method': 'x'})
-    with pytest.raises(Ssl3dError, match="no 'backbone'"): ft.build_segmentation_model(tmp_path/'nobb.pt', 3)
+    with pytest.raises(Ssl3dError, match="no 'backbone'"): ck.build_segmentation_model(tmp_path/'nobb.pt', 3)
 
 
 @pytest.fixture(scope='module')
@@ -124,7 +126,7 @@ def test_evaluate_refuses_foreign_split(tiny_run):
     root, _, run = tiny_run
     other = root/'foreign'
     write_phantom_dataset(other, n=2, n_test=0, seed=5, shape=(24, 20, 24), spacing=(6., 6., 6.))
-    with pytest.raises(Ssl3dError, match="msd-test"): ft.evaluate_model(run, other, root/'e', split='test', device='cpu')
+    with pytest.raises(Ssl3dError, match="msd-test"): ev.evaluate_model(run, other, root/'e', split='test', device='cpu')
 
 
 @pytest.mark.slow
@@ -144,7 +146,7 @@ def test_monai_export_round_trip(tiny_run, tmp_path):
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in spec['kwargs'].items()}
     m = getattr(nets, spec['network'].rsplit('.', 1)[-1])(**kw).eval()
     m.load_state_dict(torch.load(tmp_path/'enc.pt', weights_only=True), strict=True)
-    net, _ = ft.load_segmentation_model(run)
+    net, _ = ev.load_segmentation_model(run)
     x = torch.rand(1, 1, 64, 32, 64)
     with torch.no_grad(): assert torch.allclose(m(x), net.encoder(x)[-1].mean(dim=(2, 3, 4)), atol=1e-5)
     assert spec['provenance']['method'] == 'finetune'

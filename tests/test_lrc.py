@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ssl3d.phantoms import write_phantom_dataset
-from ssl3d.train import load_checkpoint
-from ssl3d.finetune import build_segmentation_model
+from ssl3d.checkpoints import load_checkpoint
+from ssl3d.checkpoints import build_segmentation_model
 import ssl3d.pretrain  # registers the command
 from ssl3d.cli import main, build_parser
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from ssl3d.core import Ssl3dError
 from ssl3d.models import build_backbone, SegmentationNet
-from ssl3d.train import save_checkpoint
-from ssl3d.finetune import build_segmentation_model
+from ssl3d.checkpoints import save_checkpoint
+from ssl3d.checkpoints import build_segmentation_model
 
 
 @pytest.mark.parametrize('kw', [dict(arch='vit', preset='tiny'), dict(arch='vit', preset='tiny', hidden_size=24, num_heads=2, img_size=[32, 32, 16]),
@@ -37,7 +37,7 @@ def test_transformer_backbone_rejects_resnet_kwargs():
 import csv
 import numpy as np
 from ssl3d.cli import main
-from ssl3d.train import load_checkpoint
+from ssl3d.checkpoints import load_checkpoint
 
 
 def _losses(run, key='loss'):

@@ -13,8 +13,9 @@ from ssl3d.cli import main
 from ssl3d.core import DataError, load_json, seed_everything
 from ssl3d.phantoms import write_phantom_dataset
 from ssl3d.pretrain import pooled_pretrain_subjects
-from ssl3d.methods.core import PretextDataset, build_method, collate
-from ssl3d.train import load_checkpoint
+from ssl3d.methods.core import PretextDataset, build_method
+from ssl3d.patches import collate
+from ssl3d.checkpoints import load_checkpoint
 import ssl3d.methods.mixcl  # registers 'mixcl'
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -70,7 +71,7 @@ def test_cli_pooled_pretraining_lowers_all_three_terms(pooled):
 @pytest.mark.slow
 def test_checkpoint_fine_tunes_as_unetr(pooled, tmp_path):
     from ssl3d.pretrain import pretrain
-    from ssl3d.finetune import build_segmentation_model
+    from ssl3d.checkpoints import build_segmentation_model
     final = pretrain([pooled / 'A', pooled / 'B'], 'mixcl', tmp_path / 'r', preset='cpu-small', steps=2, device='cpu', progress=False)
     net, info = build_segmentation_model(final, 3)
     assert type(net.encoder).__name__ == 'ViTEncoder' and type(net.decoder).__name__ == 'UNETRDecoder'

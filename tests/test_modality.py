@@ -3,7 +3,7 @@ import json
 import pytest
 from ssl3d.phantoms import write_phantom_dataset
 from ssl3d.pretrain import _modality
-from ssl3d.finetune import dataset_info
+from ssl3d.data import dataset_info
 
 
 @pytest.mark.parametrize('names,want', [({'0': 'CT'}, 'ct'), ({'0': 'T2', '1': 'ADC'}, 'mr'), ({'0': 'PET'}, 'mr'),

@@ -118,6 +118,7 @@ def test_round_trip_through_data_layer(tmp_path):
     assert len(splits['train']) == 3 and len(data.label_subset(splits['train'], 0.34, 0)) == 1
     fg = np.mean([(s['label'].numpy() > 0).mean() for s in tr])
     assert 0.02 < fg < 0.5  # label fraction of the volume
-    batch = next(iter(data.patch_loader(tr, (16, 16, 16), batch_size=2, samples_per_volume=2, seed=0)))
+    patches = pytest.importorskip('ssl3d.patches')
+    batch = next(iter(patches.patch_loader(tr, (16, 16, 16), batch_size=2, samples_per_volume=2, seed=0)))
     assert tuple(batch['image'].shape) == (2, 1, 16, 16, 16) and tuple(batch['label'].shape) == (2, 1, 16, 16, 16)
     assert batch['label'].max() <= 13

@@ -11,10 +11,11 @@ import torchio as tio
 from ssl3d.core import Ssl3dError
 from ssl3d.data import preprocessing
 from ssl3d.phantoms import make_phantom, write_phantom_dataset
-from ssl3d.methods.core import build_method, collate
+from ssl3d.methods.core import build_method
+from ssl3d.patches import collate
 from ssl3d.methods.vectorpose import ABLATIONS, VectorPOSE, ablation_config
 from ssl3d.targets import edge_target
-from ssl3d.train import load_checkpoint
+from ssl3d.checkpoints import load_checkpoint
 import ssl3d.pretrain  # registers the command
 from ssl3d.cli import main
 

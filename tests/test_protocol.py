@@ -10,10 +10,10 @@ import torch
 from scipy import stats
 from ssl3d.core import Ssl3dError
 from ssl3d.architecture import architecture_fingerprint
-from ssl3d.finetune import build_segmentation_model
+from ssl3d.checkpoints import build_segmentation_model
 from ssl3d.methods.core import METHODS, build_method
 from ssl3d.pretrain import _load_method_modules, pretrain_subjects
-from ssl3d.train import save_checkpoint
+from ssl3d.checkpoints import save_checkpoint
 from ssl3d.evaluate import segmentation_metrics
 from ssl3d.experiments import paired_tests, holm, summary_table, check_architectures
 

@@ -31,7 +31,24 @@ def test_models_genesis_does_not_import_vectorpose():
     assert 'ssl3d.methods.single_view' in names
 
 
-@pytest.mark.xfail(strict=False, reason="issue 13 part 3: collate/to_device move to ssl3d.patches in another branch")
 def test_train_imports_no_method_code():
     names = imported_modules(PKG / 'train.py')
     assert not any(n == 'ssl3d.methods' or n.startswith('ssl3d.methods.') for n in names), sorted(names)
+
+
+def layer(path: Path) -> float:
+    "A module's layer: its notebook number (59 < 595 = 59.5 < 60: a third digit places a notebook between two)."
+    import re
+    m = re.search(r'File to edit: \S*?nbs/(\d+)_', path.read_text())
+    assert m, f"{path}: no notebook header"
+    n = m.group(1)
+    return int(n) if len(n) <= 2 else int(n) / 10 ** (len(n) - 2)
+
+
+def test_no_module_imports_a_higher_layer():
+    mods = {'.'.join(p.relative_to(PKG.parent).with_suffix('').parts): p for p in PKG.rglob('*.py')
+            if p.name not in ('__init__.py', '_modidx.py')}
+    upward = [(name, dep) for name, p in mods.items() for dep in imported_modules(p)
+              if dep in mods and dep != name and layer(mods[dep]) > layer(p)]
+    assert not upward, f"modules importing a higher layer: {upward}"
+    assert layer(mods['ssl3d.methods.mixcl']) == 59.5 and layer(mods['ssl3d.evaluate']) < layer(mods['ssl3d.finetune'])

@@ -10,7 +10,8 @@ import torchio as tio
 
 from ssl3d.core import Ssl3dError
 from ssl3d.methods.core import PretextDataset, ToyRestoration, build_method
-from ssl3d.train import NonFiniteLoss, Trainer, load_checkpoint, train_config
+from ssl3d.train import NonFiniteLoss, Trainer, train_config
+from ssl3d.checkpoints import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

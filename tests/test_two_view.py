@@ -10,7 +10,8 @@ import torchio as tio
 from ssl3d.core import Ssl3dError
 from ssl3d.methods.core import build_method, PretextDataset, METHODS
 from ssl3d.models import build_backbone
-from ssl3d.train import Trainer, train_config, load_checkpoint
+from ssl3d.train import Trainer, train_config
+from ssl3d.checkpoints import load_checkpoint
 import ssl3d.methods.pgl, ssl3d.methods.moco  # noqa: F401
 
 TINY = dict(backbone='tiny', input_size=(32, 32, 8), hidden=16, out_dim=8)

@@ -22,7 +22,7 @@ from .core import build_method
 from .single_view import body_region, check_fields, check_probs
 from .vectorpose import VectorPOSE  # registers 'vectorpose' for checkpoints
 from ..targets import decode_vp_logits, spherical_to_vectors, radius_of
-from ..train import load_checkpoint
+from ..checkpoints import load_checkpoint
 from .core import register_method
 from .mae import MAEConfig, MaskedViT
 

@@ -12,9 +12,10 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 import torchio as tio
 from ..core import Ssl3dError, DataError, Registry, update_config, config_to_dict
+from ..patches import collate
 
 # %% auto 0
-__all__ = ['METHODS', 'RAW_KEY', 'PretextMethod', 'register_method', 'method_config', 'build_method', 'PretextDataset', 'collate',
+__all__ = ['METHODS', 'RAW_KEY', 'PretextMethod', 'register_method', 'method_config', 'build_method', 'PretextDataset',
            'ToyConfig', 'ToyRestoration', 'has_batched', 'BatchedPretextDataset']
 
 # %% ../../nbs/50_methods.core.ipynb 7
@@ -168,26 +169,6 @@ class PretextDataset(torch.utils.data.Dataset):
         return item
 
 # %% ../../nbs/50_methods.core.ipynb 14
-def collate(items:list[dict] # items from `PretextDataset`
-           ) -> dict:
-    "Stack tensors of a list of item dicts along a new batch axis; keep other values as lists."
-    if not items: raise Ssl3dError("collate: empty batch")
-    keys = list(items[0])
-    out = {}
-    for k in keys:
-        vals = [it.get(k) for it in items]
-        if any(k not in it for it in items): raise Ssl3dError(f"collate: key {k!r} missing from some items")
-        if isinstance(vals[0], np.ndarray): vals = [torch.as_tensor(v) for v in vals]
-        if isinstance(vals[0], Tensor):
-            shapes = {tuple(v.shape) for v in vals}
-            if len(shapes) > 1:
-                raise Ssl3dError(f"collate: key {k!r} has different shapes in one batch: {sorted(shapes)}")
-            out[k] = torch.stack(vals)
-        else:
-            out[k] = vals
-    return out
-
-# %% ../../nbs/50_methods.core.ipynb 16
 @dataclasses.dataclass
 class ToyConfig:
     "Config of `ToyRestoration`."
@@ -224,7 +205,7 @@ class ToyRestoration(PretextMethod):
         mse, l1 = F.mse_loss(pred, batch['target']), F.l1_loss(pred, batch['target'])
         return {'loss': mse + self.config.l1_weight * l1, 'mse': mse.detach(), 'l1': l1.detach()}
 
-# %% ../../nbs/50_methods.core.ipynb 31
+# %% ../../nbs/50_methods.core.ipynb 29
 RAW_KEY = '_raw_batch'  # marks a raw item/batch (made by `prepare_raw`) that `prepare_batch` must finish
 
 def has_batched(method # a `PretextMethod` instance or class
@@ -254,7 +235,7 @@ def _call(self, *args, **kwargs):
 
 PretextMethod.prepare_raw, PretextMethod.prepare_batch, PretextMethod.__call__ = _prepare_raw, _prepare_batch, _call
 
-# %% ../../nbs/50_methods.core.ipynb 32
+# %% ../../nbs/50_methods.core.ipynb 30
 class _RawItems:
     "What the workers of a `BatchedPretextDataset` run: the method's `prepare_raw`, under the name `prepare`."
     def __init__(self, method, cut): self.method, self.cut = method, cut
