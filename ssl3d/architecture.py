@@ -34,6 +34,7 @@ def _fmt_shape(s) -> str:
     if isinstance(s, list) and s and all(isinstance(v, list) for v in s): return ', '.join(_fmt_shape(v) for v in s)
     return str(s)
 
+# %% ../nbs/43_architecture.ipynb 6
 def architecture_fingerprint(net:nn.Module, # any network whose forward takes one (B, C, *input_size) tensor
                              input_size:tuple, # spatial input size of the comparison (the fine-tuning patch size)
                              in_channels:int|None=None, # input channels (None: those of the first convolution)

@@ -42,6 +42,7 @@ def view_patch_box(g:ViewGeometry, # the view
         )
     return tuple(lo), size
 
+# %% ../nbs/21_batched.ipynb 6
 def cut_patch(volume:torch.Tensor, # (C, X, Y, Z) source volume (any device)
               start, # (3,) block start, may lie outside the volume
               size, # (3,) block size
@@ -62,6 +63,7 @@ def cut_patch(volume:torch.Tensor, # (C, X, Y, Z) source volume (any device)
         ]
     return out
 
+# %% ../nbs/21_batched.ipynb 7
 def views_from_patches(patches:torch.Tensor, # (B, C, *P) patches from `cut_patch`
                        geometries:torch.Tensor, # (B, 21) packed `ViewGeometry`s (`to_tensor`)
                        starts:torch.Tensor # (B, 3) patch starts in source voxels
@@ -79,7 +81,7 @@ def views_from_patches(patches:torch.Tensor, # (B, C, *P) patches from `cut_patc
             out.append(extract_view(p, local))  # the 1-voxel margin holds every trilinear neighbour
     return torch.stack(out).contiguous()
 
-# %% ../nbs/21_batched.ipynb 9
+# %% ../nbs/21_batched.ipynb 11
 def _smooth(y, dim):
     "16 × [3, 10, 3] correlation along `dim`, valid part (the axis shrinks by 2)."
     n = y.shape[dim]
@@ -109,6 +111,7 @@ def scharr_magnitude(x:torch.Tensor # (..., X, Y, Z) float volumes (any leading 
     for i in range(len(v)): out[i] = _scharr_one(F.pad(v[i:i + 1], (1,) * 6, mode='replicate')[0, 0])
     return out.reshape(shp)
 
+# %% ../nbs/21_batched.ipynb 12
 def edge_targets(x:torch.Tensor, # (B, C, X, Y, Z) clean crops in [0, 1]
                  norm:str='max', # 'max' or 'fixed' (VP-A9), as `ssl3d.targets.edge_target`
                  eps:float=1e-8 # added to the maximum ('max')
@@ -119,7 +122,7 @@ def edge_targets(x:torch.Tensor, # (B, C, X, Y, Z) clean crops in [0, 1]
     if norm == 'fixed': return g.div_(math.sqrt(3) / 2).clamp_(0, 1)
     return g.div_(g.flatten(-3).amax(-1)[..., None, None, None] + eps)
 
-# %% ../nbs/21_batched.ipynb 13
+# %% ../nbs/21_batched.ipynb 16
 def _coin(t): return torch.rand(1).item() <= t.probability  # TorchIO: skip when rand > probability
 
 def mg_corruption_params(corruption:tio.Compose, # a `models_genesis_corruption` pipeline
@@ -150,7 +153,7 @@ def mg_corruption_params(corruption:tio.Compose, # a `models_genesis_corruption`
         mg_shuffle=shuffle, mg_bezier=bezier, mg_paint=paint if paint is not None else torch.zeros(4, dtype=torch.int64)
     )
 
-# %% ../nbs/21_batched.ipynb 16
+# %% ../nbs/21_batched.ipynb 19
 def shuffle_windows(shape, # (X, Y, Z)
                     seed:int, # the item's shuffle seed
                     n_windows:int=10_000, max_fraction:float=0.1 # as `local_pixel_shuffle`
@@ -181,6 +184,7 @@ def _offset_table(V, smax):
         _OFFSETS[key] = (torch.from_numpy(np.concatenate(tabs)), start)
     return _OFFSETS[key]
 
+# %% ../nbs/21_batched.ipynb 20
 def _shuffle_one(V, seed, n_windows, max_fraction, device):
     "Source index of every voxel of one shuffled (X·Y·Z) item (its own index where no window covers it)."
     size, start = shuffle_windows(V, seed, n_windows, max_fraction)
@@ -205,6 +209,7 @@ def _shuffle_one(V, seed, n_windows, max_fraction, device):
     res = torch.full((P,), -1, dtype=torch.int64, device=device).scatter_reduce_(0, dest, (w << 32) | src, 'amax')
     return torch.where(res >= 0, res & 0xFFFFFFFF, torch.arange(P, device=device))
 
+# %% ../nbs/21_batched.ipynb 21
 def local_pixel_shuffle_batch(x:torch.Tensor, # (B, C, X, Y, Z)
                               params:torch.Tensor, # (B, 2) int64: (on, seed) from `mg_corruption_params`
                               n_windows:int=10_000, max_fraction:float=0.1 # as `local_pixel_shuffle`
@@ -218,7 +223,7 @@ def local_pixel_shuffle_batch(x:torch.Tensor, # (B, C, X, Y, Z)
         out[i] = torch.stack([torch.take(c, idx) for c in x[i].reshape(x.shape[1], -1)]).view(x.shape[1:])
     return out
 
-# %% ../nbs/21_batched.ipynb 20
+# %% ../nbs/21_batched.ipynb 25
 def bezier_batch(x:torch.Tensor, # (B, C, X, Y, Z) intensities in [0, 1]
                  params:torch.Tensor, # (B, 6) float64: (on, a, b, c, d, decreasing) from `mg_corruption_params`
                  n_points:int=100_000, # curve samples (as `bezier_map`)
@@ -240,7 +245,7 @@ def bezier_batch(x:torch.Tensor, # (B, C, X, Y, Z) intensities in [0, 1]
         out[i] = torch.take(lut.to(x.dtype), i0).addcmul_(t.sub_(i0), torch.take(slope, i0))
     return out
 
-# %% ../nbs/21_batched.ipynb 23
+# %% ../nbs/21_batched.ipynb 28
 def paint_batch(x:torch.Tensor, # (B, C, X, Y, Z)
                 params:torch.Tensor # (B, 4 + 6·max_boxes) int64: (on, out, n_boxes, seed, boxes...)
                )->torch.Tensor: # painted copy
@@ -272,7 +277,7 @@ def mg_corrupt_batch(clean:torch.Tensor, # (B, C, X, Y, Z) clean views in [0, 1]
     if bz is not None: x = bezier_batch(x, params['mg_bezier'], bz.n_points, lut_size)
     return paint_batch(x, params['mg_paint'])
 
-# %% ../nbs/21_batched.ipynb 27
+# %% ../nbs/21_batched.ipynb 32
 _INTENSITY = ('noise', 'blur', 'brightness', 'gamma')
 
 def intensity_params(augment:tio.Compose # a `pgl_intensity_augmentation` pipeline
@@ -297,6 +302,7 @@ def intensity_params(augment:tio.Compose # a `pgl_intensity_augmentation` pipeli
         torch.rand(1)  # the deterministic transform's own Transform.__call__ draw
     return out
 
+# %% ../nbs/21_batched.ipynb 33
 def gaussian_blur(x:torch.Tensor, # (C, X, Y, Z) one view
                   sigma:float, # σ in voxels (isotropic)
                   truncate:float=4.0 # kernel radius int(truncate·σ + 0.5), as scipy
@@ -317,6 +323,7 @@ def gaussian_blur(x:torch.Tensor, # (C, X, Y, Z) one view
         y = acc
     return y
 
+# %% ../nbs/21_batched.ipynb 34
 def intensity_batch(x:torch.Tensor, # (B, C, X, Y, Z) views
                     params:torch.Tensor, # (B, 9) from `intensity_params`
                     augment:tio.Compose # the pipeline the parameters were drawn for (order, clipping, gamma output)
@@ -342,7 +349,7 @@ def intensity_batch(x:torch.Tensor, # (B, C, X, Y, Z) views
         out[i] = v
     return out
 
-# %% ../nbs/21_batched.ipynb 30
+# %% ../nbs/21_batched.ipynb 37
 class DeviceVolumes:
     "The images of a subject list, moved to a device on first use (one copy per device)."
     def __init__(self, subjects:list # `tio.Subject`s with an `image`
@@ -365,6 +372,7 @@ class DeviceVolumes:
         if key not in self._on: self._on[key] = [v.to(device) for v in self.cpu]
         return self._on[key][int(i)]
 
+# %% ../nbs/21_batched.ipynb 38
 def raw_patches(raw:dict, # a collated raw batch on the device
                 suffix:str='', # '' or the view number ('1', '2') of two-view items
                 device_volumes:DeviceVolumes|None=None # the method's device volumes, for items without a patch
@@ -386,6 +394,7 @@ def raw_patches(raw:dict, # a collated raw batch on the device
         ]
     )
 
+# %% ../nbs/21_batched.ipynb 39
 def volumes_fit(subjects:list, # the pretraining pool
                 device, # the training device
                 fraction:float=0.25 # of the device's total memory the volumes may take

@@ -44,6 +44,7 @@ def file_sha256(path:str|Path # any file
         for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
     return h.hexdigest()
 
+# %% ../nbs/45_checkpoints.ipynb 8
 def save_weights(path:str|Path, # destination .safetensors
                  state:dict, # {name: tensor}
                  sidecar:dict|None=None # JSON metadata written to `sidecar_path(path)`; the weights' SHA-256 is added
@@ -73,7 +74,7 @@ def load_weights(path:str|Path, # a .safetensors file
         warnings.warn(f"{sc}: weights_sha256 does not match {path.name}; the sidecar may belong to other weights")
     return state, meta
 
-# %% ../nbs/45_checkpoints.ipynb 10
+# %% ../nbs/45_checkpoints.ipynb 11
 def weights_fingerprint(state:dict # {name: tensor} (or a module's state dict)
                             ) -> str: # 16 hex digits
     "Hash of the sorted (name, shape, dtype) of the weights: equal fingerprints load into the same network."
@@ -100,7 +101,7 @@ def preprocessing_record(modality:str='ct', # 'ct' or 'mr'
         orientation=orientation,
     )
 
-
+# %% ../nbs/45_checkpoints.ipynb 12
 def make_sidecar(
     provenance: dict,  # run provenance (method, config, backbone, dataset_fingerprint, data, version, git_commit)
     state: dict | None = None,  # the weights (for the weights fingerprint)
@@ -122,7 +123,7 @@ def make_sidecar(
                 steps=step, preset=prov.get('preset'), version=prov.get('version', ssl3d.__version__),
                 commit=prov.get('git_commit'), torch=prov.get('torch'), data=data)
 
-# %% ../nbs/45_checkpoints.ipynb 13
+# %% ../nbs/45_checkpoints.ipynb 15
 def _split(state:dict) -> dict:
     out = {'encoder': {}, 'decoder': {}}
     for k, v in state.items():
@@ -146,6 +147,7 @@ def resolve_init(init:str|Path # a path, or hf://owner/name
         raise Ssl3dError(f"--init {s}: cannot fetch {repo!r} from the Hugging Face Hub ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                          "check the name and network access, or download the folder and pass --init DIR") from None
 
+# %% ../nbs/45_checkpoints.ipynb 16
 def _legacy(path:Path) -> dict:
     try:ck = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise Ssl3dError(f"{path}: cannot load checkpoint with weights_only=True ({type(e).__name__}: {e})") from e
@@ -173,6 +175,7 @@ def weights_file(init:str|Path # run folder, HF-style folder, .safetensors or le
     if not path.exists(): raise Ssl3dError(f"{path}: checkpoint not found")
     return path
 
+# %% ../nbs/45_checkpoints.ipynb 17
 def read_pretrained(init:str|Path # run folder, .safetensors, legacy final.pt, HF-style folder, or hf://owner/name
                    ) -> dict: # transfer {'encoder', 'decoder'}, sidecar, provenance, path, format
     "Load pretrained weights and their sidecar from any supported source."
@@ -195,7 +198,7 @@ def read_pretrained(init:str|Path # run folder, .safetensors, legacy final.pt, H
     }
     return dict(transfer=tr, sidecar=sc, provenance=prov, path=path, format='safetensors')
 
-# %% ../nbs/45_checkpoints.ipynb 18
+# %% ../nbs/45_checkpoints.ipynb 22
 def check_preprocessing(sidecar:dict|None, # a checkpoint's sidecar (None: nothing to check)
                         used:dict, # the preprocessing about to be used (`preprocessing_record`)
                         source:str='the checkpoint' # named in the warning
@@ -215,9 +218,10 @@ def check_preprocessing(sidecar:dict|None, # a checkpoint's sidecar (None: nothi
                       f"pass the same value (or leave it unset to take the checkpoint's)")
     return diff
 
-# %% ../nbs/45_checkpoints.ipynb 21
+# %% ../nbs/45_checkpoints.ipynb 25
 def _yaml_list(xs) -> str: return '\n'.join(f"  - {x}" for x in xs)
 
+# %% ../nbs/45_checkpoints.ipynb 26
 def model_card(sidecar:dict, # the exported config
                results:list|None=None, # rows {label_fraction, dice, ...} of a label-efficiency result
                licence:str='other' # licence field of the card
@@ -282,7 +286,7 @@ def model_card(sidecar:dict, # the exported config
     ]
     return '\n'.join(lines)
 
-
+# %% ../nbs/45_checkpoints.ipynb 27
 def label_efficiency(
     path: (
         str | Path
@@ -299,7 +303,7 @@ def label_efficiency(
     for r in rows: by.setdefault(float(r['label_fraction']), []).append(float(r['dice']))
     return [dict(label_fraction=f, dice=sum(v) / len(v), n=len(v)) for f, v in sorted(by.items())]
 
-
+# %% ../nbs/45_checkpoints.ipynb 28
 def export_hf(
     model: str | Path,  # pretraining run folder, model.safetensors or legacy final.pt
     out: str | Path,  # output folder
@@ -331,7 +335,7 @@ def export_hf(
     atomic_write(out/'README.md', lambda p: p.write_text(model_card(cfg, rows, licence)))
     return out
 
-# %% ../nbs/45_checkpoints.ipynb 24
+# %% ../nbs/45_checkpoints.ipynb 31
 def save_checkpoint(path:str|Path, # destination (.pt)
                     **state # tensors, state dicts, numbers, strings, lists/dicts of those
                    ) -> Path:
@@ -349,7 +353,7 @@ def load_checkpoint(path:str|Path, # a file written by `save_checkpoint`
         raise Ssl3dError(f"{path}: cannot load checkpoint with weights_only=True ({type(e).__name__}: {e})") from e
 
 
-# %% ../nbs/45_checkpoints.ipynb 27
+# %% ../nbs/45_checkpoints.ipynb 34
 def dataset_fingerprint(subjects:list # subjects with `image` and `id` (e.g. from `pretrain_subjects`)
                        ) -> str: # hex SHA-256
     "A short, order-independent hash of the ids, shapes, spacings and a sample of voxels of `subjects`."
@@ -362,7 +366,7 @@ def dataset_fingerprint(subjects:list # subjects with `image` and `id` (e.g. fro
         h.update(np.round(sample.numpy(), 4).tobytes())
     return h.hexdigest()
 
-# %% ../nbs/45_checkpoints.ipynb 30
+# %% ../nbs/45_checkpoints.ipynb 37
 @dataclasses.dataclass
 class LoadReport:
     "What a pretrained-weights load did, key by key."
@@ -395,7 +399,7 @@ class LoadReport:
         return '\n'.join(lines)
 
 
-# %% ../nbs/45_checkpoints.ipynb 31
+# %% ../nbs/45_checkpoints.ipynb 38
 def load_with_report(model:nn.Module, # target (e.g. a `SegmentationNet`)
                      state:dict, # checkpoint state dict, keys named like the model's
                      expected:Sequence[str]=('',), # key prefixes the checkpoint should fill (others are 'fresh')
@@ -428,7 +432,7 @@ def load_with_report(model:nn.Module, # target (e.g. a `SegmentationNet`)
     return rep
 
 
-# %% ../nbs/45_checkpoints.ipynb 35
+# %% ../nbs/45_checkpoints.ipynb 42
 def _backbone_kwargs(backbone) -> dict:
     if isinstance(backbone, str): return dict(preset=backbone)
     if isinstance(backbone, dict): return dict(backbone)
@@ -455,7 +459,7 @@ def _pretrained_kwargs(path, prov:dict, in_channels) -> dict:
     return kw
 
 
-# %% ../nbs/45_checkpoints.ipynb 36
+# %% ../nbs/45_checkpoints.ipynb 43
 def build_segmentation_model(
     init: str | Path | None,  # 'none'/None (random) or weights: run folder, .safetensors, final.pt, HF folder, hf://…
     n_classes: int,  # classes including background
@@ -486,7 +490,7 @@ def build_segmentation_model(
     return net, dict(backbone=kw, load_report=rep, init_provenance=prov, init=str(path), sidecar=ck['sidecar'])
 
 
-# %% ../nbs/45_checkpoints.ipynb 39
+# %% ../nbs/45_checkpoints.ipynb 46
 SEG_FORMAT = 'ssl3d-segmentation-1'  #: format tag of a fine-tuned segmentation checkpoint (best.pt / last.pt)
 
 def _encoder_from(path) -> tuple:
@@ -509,7 +513,7 @@ def _encoder_from(path) -> tuple:
                          f"missing, {len(set(state) - own)} unexpected ({str(e).splitlines()[0]})") from e
     return enc, prov, path
 
-# %% ../nbs/45_checkpoints.ipynb 40
+# %% ../nbs/45_checkpoints.ipynb 47
 def export_encoder_monai(ckpt:str|Path, # pretrained final.pt or fine-tuned best.pt (or a run folder)
                          path:str|Path # output .pt (a JSON with network and kwargs is written beside it)
                         ) -> Path: # the state-dict file written

@@ -34,6 +34,7 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return action.help
         return super()._get_help_string(action)
 
+# %% ../nbs/80_cli.ipynb 6
 def build_parser() -> argparse.ArgumentParser:
     "The `ssl3d` parser with every registered subcommand."
     _load_commands()
@@ -62,6 +63,7 @@ def _one_line(e:BaseException) -> str:
     else: msg = f"{type(e).__name__}: {e}"
     return ' '.join(str(msg).split('\n')).strip()
 
+# %% ../nbs/80_cli.ipynb 7
 def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"ssl3d: warning: {' '.join(str(message).splitlines())}\n"
 

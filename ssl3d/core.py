@@ -82,6 +82,7 @@ def atomic_write(path:str|Path, # destination file
 def _umask() -> int:
     m = os.umask(0o022); os.umask(m); return m
 
+# %% ../nbs/00_core.ipynb 18
 def _fsync_dir(d:Path):
     "Persist a rename (best effort: some filesystems refuse to open folders)."
     try:
@@ -104,6 +105,7 @@ def check_writable(folder:str|Path, # output folder (created when absent)
         raise Ssl3dError(f"{folder}: {what} is not writable ({e.strerror or type(e).__name__})") from e
     return folder
 
+# %% ../nbs/00_core.ipynb 19
 def remove_stale_tmp(folder:str|Path # a run folder
                     ) -> list[Path]: # the files removed
     "Delete the `.NAME.*.tmp` files that `atomic_write` leaves behind when its process is killed mid-write."
@@ -133,7 +135,7 @@ def load_json(path:str|Path):
     try: return json.loads(path.read_text())
     except json.JSONDecodeError as e: raise Ssl3dError(f"{path}: invalid JSON ({e})") from e
 
-# %% ../nbs/00_core.ipynb 20
+# %% ../nbs/00_core.ipynb 22
 def config_to_dict(cfg) -> dict:
     "A (nested) dataclass as a plain dict."
     return dataclasses.asdict(cfg)
@@ -158,6 +160,7 @@ def _dataclass_type(cls, f):
         except Exception: return None
     return t if dataclasses.is_dataclass(t) else None
 
+# %% ../nbs/00_core.ipynb 23
 def update_config(cfg, **overrides):
     "A copy of `cfg` with overrides; keys may be dotted (`vp.eta=0.1`) to reach nested dataclasses."
     d = config_to_dict(cfg)
@@ -171,7 +174,7 @@ def update_config(cfg, **overrides):
         node[last] = v
     return config_from_dict(type(cfg), d)
 
-# %% ../nbs/00_core.ipynb 23
+# %% ../nbs/00_core.ipynb 26
 class Registry:
     "A name → object table with helpful errors."
     def __init__(self, kind:str): self.kind, self._items = kind, {}
@@ -202,7 +205,7 @@ def _pedigree(o) -> tuple:
     attrs = getattr(o, '__dict__', {})
     return (type(o).__qualname__, *sorted((k, getattr(v, '__qualname__', repr(v))) for k, v in attrs.items()))
 
-# %% ../nbs/00_core.ipynb 26
+# %% ../nbs/00_core.ipynb 29
 COMMANDS = Registry('command')
 
 @dataclasses.dataclass
@@ -223,7 +226,7 @@ def register_command(name:str, # subcommand name, e.g. 'phantoms'
     COMMANDS._items[name] = cmd  # re-registering (notebook re-run) replaces
     return cmd
 
-# %% ../nbs/00_core.ipynb 30
+# %% ../nbs/00_core.ipynb 33
 import ast, typing
 
 def parse_value(text:str # a command-line value
@@ -245,7 +248,7 @@ def parse_assignments(items:list # ['field=value', ...] (`--set` items)
         out[k.strip()] = parse_value(v)
     return out
 
-# %% ../nbs/00_core.ipynb 32
+# %% ../nbs/00_core.ipynb 35
 def _resolve(tp, cls):
     "A string annotation as a type where it resolves (builtins, typing, the class's module), else the string."
     if not isinstance(tp, str): return tp
@@ -263,6 +266,7 @@ def _options(tp) -> list:
     union = typing.get_origin(tp) in (typing.Union, getattr(__import__('types'), 'UnionType', None))
     return [a for a in typing.get_args(tp) if a is not type(None)] if union else [tp]
 
+# %% ../nbs/00_core.ipynb 36
 def _coerce(name, value, tp):
     "Check/convert `value` for a field of type `tp` (int, float, bool, str, tuple, Optional of those)."
     if value is None:
@@ -282,7 +286,7 @@ def _coerce(name, value, tp):
         return value  # other types: unchecked
     raise Ssl3dError(f"{name}={value!r}: expected {tp}")
 
-# %% ../nbs/00_core.ipynb 33
+# %% ../nbs/00_core.ipynb 37
 def _check_key(config, key:str, value):
     "`value` checked against the field `key` names (dotted: through nested dataclasses; inside a dict: unchecked)."
     obj, parts = config, key.replace('__', '.').split('.')

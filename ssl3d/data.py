@@ -40,6 +40,7 @@ def _match_key(p) -> str:
     s = re.sub(r'^(img|image|images|label|labels|seg|mask|gt)[_-]?', '', s)
     return re.sub(r'([_-](0000|img|image|label|seg|mask|gt))$', '', s)
 
+# %% ../nbs/01_data.ipynb 10
 def detect_kind(root:str|Path # dataset folder or CSV manifest
                ) -> str: # 'msd', 'nnunet', 'folder' or 'csv'
     "Guess the dataset layout of `root`."
@@ -53,7 +54,7 @@ def detect_kind(root:str|Path # dataset folder or CSV manifest
     if any((root/d).is_dir() for d in _IMG_DIRS) or any(_is_image(p) for p in root.iterdir()): return 'folder'
     raise DataError(f"{root}: no dataset.json, images/ folder or image files found")
 
-# %% ../nbs/01_data.ipynb 10
+# %% ../nbs/01_data.ipynb 11
 def _inside(root:Path, rel:str, where:str) -> Path:
     "Resolve a dataset entry (dataset.json, CSV cell, or a folder's file) against `root`, refusing paths that leave it."
     p = (root / rel).resolve()
@@ -75,6 +76,7 @@ def _declared_labels(labels) -> dict[int, str]:
     if all(isinstance(v, int) for v in labels.values()): return {v: str(k) for k, v in labels.items()}
     return {}  # region-based labels: no value check
 
+# %% ../nbs/01_data.ipynb 12
 def _msd_cases(root:Path, split:str):
     js = root/'dataset.json'
     try: meta = load_json(js)
@@ -98,6 +100,7 @@ def _msd_cases(root:Path, split:str):
     return cases, dict(name=meta.get('name', root.name), labels=_declared_labels(meta.get('labels')),
                        modality=[str(v) for v in modality.values()] if isinstance(modality, dict) else [])
 
+# %% ../nbs/01_data.ipynb 13
 def _folder_cases(root:Path):
     idir = next((root/d for d in _IMG_DIRS if (root/d).is_dir()), root)
     ldir = next((root/d for d in _LAB_DIRS if (root/d).is_dir()), None)
@@ -117,6 +120,7 @@ def _folder_cases(root:Path):
     if orphans: raise DataError(f"{labels[orphans[0]]}: label file has no matching image in {idir}")
     return cases, dict(name=root.name, labels={}, modality=[])
 
+# %% ../nbs/01_data.ipynb 14
 def _csv_cases(path:Path):
     with open(path, newline='') as f: rows = list(csv.DictReader(f))
     if not rows: raise DataError(f"{path}: empty dataset (no rows)")
@@ -130,7 +134,7 @@ def _csv_cases(path:Path):
                           split='training' if lab else 'unlabelled'))
     return cases, dict(name=path.stem, labels={}, modality=[])
 
-# %% ../nbs/01_data.ipynb 12
+# %% ../nbs/01_data.ipynb 16
 _CASE_CHANNEL = re.compile(r'^(?P<case>.+)_(?P<ch>\d{4})$')
 
 def _is_nnunet_json(js:Path) -> bool:
@@ -158,6 +162,7 @@ def _nnunet_files(root:Path, d:Path, ending:str, js) -> list[Path]:
         out.append(_inside(root, str(p.relative_to(root)), str(p)))
     return out
 
+# %% ../nbs/01_data.ipynb 17
 def _nnunet_images(root:Path, d:Path, ending:str, n_ch:int, js) -> dict:
     "{case: [channel files]} of an imagesTr/imagesTs folder; a missing or extra channel file is an error naming the case."
     groups = {}
@@ -178,6 +183,7 @@ def _nnunet_images(root:Path, d:Path, ending:str, n_ch:int, js) -> dict:
         out[case] = [chans[k] for k in range(n_ch)]
     return out
 
+# %% ../nbs/01_data.ipynb 18
 def _nnunet_cases(root:Path, split:str):
     js = root/'dataset.json'
     try:meta = load_json(js)
@@ -224,7 +230,7 @@ def _nnunet_cases(root:Path, split:str):
         name=meta.get('name', root.name), labels=labels, modality=[str(ch[k]) for k in sorted(ch, key=int)]
     )
 
-# %% ../nbs/01_data.ipynb 13
+# %% ../nbs/01_data.ipynb 19
 def discover_dataset(root:str|Path, # dataset folder, its dataset.json, or a CSV manifest
                      kind:str='auto', # 'auto', 'msd', 'nnunet', 'folder' or 'csv'
                      split:str='training' # 'training', 'test', 'unlabelled' or 'all'
@@ -246,7 +252,7 @@ def discover_dataset(root:str|Path, # dataset folder, its dataset.json, or a CSV
     if dup: raise DataError(f"{root}: duplicate case id(s) {dup[:5]}")
     return dict(kind=kind, root=root, cases=cases, **info)
 
-# %% ../nbs/01_data.ipynb 20
+# %% ../nbs/01_data.ipynb 26
 def make_subject(image:str|Path|list, # image file (3D, or 4D with channels last), or a list of one file per channel
                  label:str|Path|None=None, # label file, or None for an unlabelled case
                  id:str|None=None, # case id (default: the image name without extension)
@@ -268,7 +274,7 @@ def make_subject(image:str|Path|list, # image file (3D, or 4D with channels last
     if label is not None: kw['label'] = tio.LabelMap(Path(label))
     return tio.Subject(**kw, **extra)
 
-# %% ../nbs/01_data.ipynb 21
+# %% ../nbs/01_data.ipynb 27
 def _read(img:tio.Image) -> tio.Image:
     "The image with its data loaded; file-backed images are read into a throwaway copy (memory is not kept)."
     if img.path is None or getattr(img, '_loaded', False): return img
@@ -292,6 +298,7 @@ def _read(img:tio.Image) -> tio.Image:
 def _corrupt(path, e) -> DataError:
     return DataError(f"{path}: unreadable or corrupt image ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})")
 
+# %% ../nbs/01_data.ipynb 28
 def _check_complete(path):
     "A NIfTI file must hold every voxel its header promises: SimpleITK zero-fills a short file without a word."
     name = str(path).lower()
@@ -317,6 +324,7 @@ def _check_complete(path):
         )
 def _files(path) -> list: return list(path) if isinstance(path, (list, tuple)) else [path]
 
+# %% ../nbs/01_data.ipynb 29
 def _nonfinite_on_disk(path) -> int:
     "NaN/Inf count of a float NIfTI read with nibabel (SimpleITK, TorchIO's first reader, silently turns them into 0)."
     if isinstance(path, (list, tuple)): return sum(_nonfinite_on_disk(p) for p in path)
@@ -332,6 +340,7 @@ def _name(img:tio.Image, sid) -> str:
     fs = _files(img.path)
     return str(fs[0]) + (f" (+{len(fs) - 1} channel file(s))" if len(fs) > 1 else '')
 
+# %% ../nbs/01_data.ipynb 30
 def _check_subject(s:tio.Subject, patch_size, pad:bool, label_values, label_source:str='the dataset declares') -> dict:
     sid = s.get('id', '?')
     if 'image' not in s: raise DataError(f"subject {sid!r}: no 'image'")
@@ -370,6 +379,7 @@ def _check_subject(s:tio.Subject, patch_size, pad:bool, label_values, label_sour
         row['labels'] = vals
     return row
 
+# %% ../nbs/01_data.ipynb 31
 def _plain(v, nd:int) -> tuple: return tuple(round(float(x), nd) for x in v)  # no np.float64(...) reprs in messages
 
 def validate_subjects(subjects:Sequence[tio.Subject], # subjects from `load_dataset` / `make_subject`
@@ -391,7 +401,7 @@ def validate_subjects(subjects:Sequence[tio.Subject], # subjects from `load_data
         rows.append(r)
     return rows
 
-# %% ../nbs/01_data.ipynb 26
+# %% ../nbs/01_data.ipynb 36
 def load_dataset(root:str|Path, # dataset folder, its dataset.json, or a CSV manifest
                  kind:str='auto', # 'auto', 'msd', 'folder' or 'csv'
                  split:str='training', # 'training', 'test', 'unlabelled' or 'all'
@@ -416,7 +426,7 @@ def _load(root, kind, split, validate, patch_size, pad):
                                          channels=len(info['modality']) or None)
     return subjects, info
 
-# %% ../nbs/01_data.ipynb 32
+# %% ../nbs/01_data.ipynb 42
 def body_mask(volume:np.ndarray|torch.Tensor, # (X, Y, Z) intensities
               threshold:float # voxels above this are candidate body
              ) -> np.ndarray: # bool (X, Y, Z); all False when nothing exceeds the threshold
@@ -445,7 +455,7 @@ def body_threshold_of(
         return float(threshold_otsu(v)) if v.max() > v.min() else float(v.min())
     return float(threshold)
 
-
+# %% ../nbs/01_data.ipynb 43
 class BodyCrop(tio.Transform):
     "Crop a subject to the bounding box of the body mask of its image's channel 0 (VP-A7), keeping the mask if asked."
     def __init__(
@@ -484,6 +494,7 @@ class BodyCrop(tio.Transform):
         crop = [v for a, b, s in zip(lo, hi, x.shape) for v in (a, s - b)]
         return tio.Crop(crop)(subject) if any(crop) else subject
 
+# %% ../nbs/01_data.ipynb 44
 class PercentileNormalize(tio.IntensityTransform):
     "Per channel: clip to the given percentiles and rescale linearly to [0, 1] (MR, METHODS.md §2.2)."
     def __init__(self, percentiles:tuple[float, float]=(0.5, 99.5), **kwargs):
@@ -508,7 +519,7 @@ class PadToMinSize(tio.Transform):
         pad = [v for x in d for v in (x // 2, x - x // 2)]
         return tio.Pad(pad, padding_mode=self.value)(subject) if any(pad) else subject
 
-# %% ../nbs/01_data.ipynb 33
+# %% ../nbs/01_data.ipynb 45
 def preprocessing(modality:str='ct', # 'ct' (intensities in HU) or 'mr'
                   spacing:Sequence[float]|None=None, # target spacing (mm, X Y Z); None keeps the native grid
                   hu_range:tuple[float, float]=(-1000, 1000), # CT window mapped to [0, 1]
@@ -533,7 +544,7 @@ def preprocessing(modality:str='ct', # 'ct' (intensities in HU) or 'mr'
     if min_size is not None: ts.append(PadToMinSize(min_size))
     return tio.Compose(ts)
 
-# %% ../nbs/01_data.ipynb 44
+# %% ../nbs/01_data.ipynb 56
 def _fraction_count(n:int, f:float) -> int: return max(1, math.floor(f * n + 1e-9))
 
 def label_subset(train_ids:Sequence[str], # the training split's ids
@@ -547,6 +558,7 @@ def label_subset(train_ids:Sequence[str], # the training split's ids
     perm = np.random.default_rng(seed).permutation(len(ids))
     return [ids[i] for i in perm[:_fraction_count(len(ids), fraction)]]
 
+# %% ../nbs/01_data.ipynb 57
 def make_splits(ids:Sequence[str], # case ids (order does not matter)
                 seed:int=0, # split seed
                 fractions:tuple[float, float, float]=(0.6, 0.2, 0.2), # train, val, test; val/test sizes are floored
@@ -567,7 +579,7 @@ def make_splits(ids:Sequence[str], # case ids (order does not matter)
                 test=sorted(perm[n_val:n_val + n_test]),
                 subsets={f"{f:g}": label_subset(train, f, seed) for f in label_fractions})
 
-# %% ../nbs/01_data.ipynb 46
+# %% ../nbs/01_data.ipynb 59
 def save_splits(splits:dict, # from `make_splits`
                 path:str|Path # JSON file (written atomically)
                ) -> Path:
@@ -591,6 +603,7 @@ def _check_splits(s, where):
         if not set(ids) <= sets['train']:
             raise DataError(f"{where}: label subset {f} holds ids not in train: {sorted(set(ids) - sets['train'])[:5]}")
 
+# %% ../nbs/01_data.ipynb 60
 def select_subjects(subjects:Sequence[tio.Subject], # e.g. from `load_dataset`
                     ids:Sequence[str] # ids to keep, e.g. `splits['train']` or `splits['subsets']['0.1']`
                    ) -> list[tio.Subject]: # in the order of `ids`
@@ -600,7 +613,7 @@ def select_subjects(subjects:Sequence[tio.Subject], # e.g. from `load_dataset`
     if missing: raise DataError(f"split names {len(missing)} id(s) not in the dataset, e.g. {missing[:3]}")
     return [by_id[i] for i in ids]
 
-# %% ../nbs/01_data.ipynb 49
+# %% ../nbs/01_data.ipynb 63
 def _dataset_root(data) -> Path:
     p = Path(data)
     return p.parent if p.is_file() else p
@@ -613,6 +626,7 @@ def default_splits_path(data:str|Path, # dataset folder (or manifest)
     name = f"{p.stem}_seed{seed}.json" if p.is_file() else f"seed{seed}.json"
     return _dataset_root(data)/'ssl3d_splits'/name
 
+# %% ../nbs/01_data.ipynb 64
 def ensure_splits(data:str|Path, # dataset folder (or manifest)
                   seed:int=0, # split seed
                   splits_file:str|Path|None=None, # explicit file (created when absent); None = `default_splits_path`
@@ -638,7 +652,7 @@ def ensure_splits(data:str|Path, # dataset folder (or manifest)
         path = save_splits(splits, new)
     return splits, path
 
-# %% ../nbs/01_data.ipynb 52
+# %% ../nbs/01_data.ipynb 67
 def _fmt(t) -> str: return '×'.join(f"{v:g}" for v in t)
 
 def summary_table(rows:list[dict] # from `validate_subjects`
@@ -668,6 +682,7 @@ def summary_table(rows:list[dict] # from `validate_subjects`
     ]
     return '\n'.join(lines)
 
+# %% ../nbs/01_data.ipynb 68
 def _configure(p):
     p.add_argument(
         'dir', help='dataset folder (MSD or nnU-Net v2 with dataset.json, images/ + labels/) or a CSV manifest'
@@ -687,7 +702,7 @@ def _run(args):
 
 register_command('data', 'validate a dataset and print a summary of what was loaded', _configure, _run)
 
-# %% ../nbs/01_data.ipynb 55
+# %% ../nbs/01_data.ipynb 71
 def pool_label_spaces(
     tables: Sequence[dict],  # per dataset {value: name} (as `discover_dataset(...)['labels']`), 0 = background
 ) -> dict:  # names (pooled, index = value), maps [{local value: pooled value}], annotated (n_datasets, n_classes) bool
@@ -715,7 +730,7 @@ def pool_label_spaces(
     for d, m in enumerate(maps): annotated[d, list(m.values())] = True
     return dict(names=names, maps=maps, annotated=annotated)
 
-
+# %% ../nbs/01_data.ipynb 72
 def remap_labels(label:torch.Tensor, # integer label map (any shape)
                  mapping:dict, # {local value: pooled value} from `pool_label_spaces`
                  where:str='label' # what to name in errors
@@ -729,14 +744,14 @@ def remap_labels(label:torch.Tensor, # integer label map (any shape)
     for k, v in mapping.items(): lut[int(k)] = int(v)
     return lut[y]
 
-# %% ../nbs/01_data.ipynb 60
+# %% ../nbs/01_data.ipynb 77
 def modality_of(names:Sequence[str] # channel names (dataset.json `modality` / nnU-Net `channel_names` values)
                ) -> str: # 'ct' or 'mr'
     "The normalisation family of a dataset from its channel names: 'ct' only when every channel is CT."
     names = [str(n).lower() for n in names]
     return 'ct' if not names or all(re.search(r'(^|[^a-z])ct([^a-z]|$)', n) for n in names) else 'mr'
 
-# %% ../nbs/01_data.ipynb 63
+# %% ../nbs/01_data.ipynb 80
 def dataset_info(data:str|Path # dataset folder, dataset.json or CSV manifest
                 ) -> dict: # n_classes, class_names (incl. background), modality ('ct'|'mr'), name
     "Class count, class names and modality of a dataset."

@@ -62,6 +62,7 @@ class DemoConfig:
         if len(tuple(self.hu_range)) != 2 or not self.hu_range[0] < self.hu_range[1]:
             bad('hu_range', 'need (low, high) with low < high')
 
+# %% ../nbs/72_demo.ipynb 8
 def _finetune_overrides(cfg:DemoConfig) -> dict:
     "The `FinetuneConfig` overrides both demo runs use (the demo's settings, then `cfg.finetune_overrides`)."
     ov = dict(hu_range=tuple(cfg.hu_range), flip_p=cfg.flip_p, lr=cfg.finetune_lr)
@@ -90,6 +91,7 @@ def _finetune_step_cost(cfg:DemoConfig, backbone:dict, device) -> float:
     def step(): loss = dice_ce_loss(net(x), y); opt.zero_grad(); loss.backward(); opt.step()
     return _timed(step)
 
+# %% ../nbs/72_demo.ipynb 9
 def _pretrain_step_cost(cfg:DemoConfig, data, splits_file, device) -> tuple:
     "Seconds per pretraining step (the method's `prepare` for a batch + forward + backward + AdamW), and its backbone kwargs."
     from ssl3d.pretrain import pretrain_subjects
@@ -110,6 +112,7 @@ def _pretrain_step_cost(cfg:DemoConfig, data, splits_file, device) -> tuple:
         loss = m(b)['loss']; opt.zero_grad(); loss.backward(); opt.step()
     return _timed(step), dict(m.backbone_kwargs)
 
+# %% ../nbs/72_demo.ipynb 10
 def plan_steps(cfg:DemoConfig, # demo settings (given step counts are kept)
                pretrain_cost:float|None=None, # seconds per pretraining step (None: not needed or given)
                finetune_cost:float|None=None, # seconds per fine-tuning step
@@ -140,7 +143,7 @@ def plan_steps(cfg:DemoConfig, # demo settings (given step counts are kept)
         budget_seconds=cfg.budget_minutes * 60,
     )
 
-# %% ../nbs/72_demo.ipynb 12
+# %% ../nbs/72_demo.ipynb 15
 def _stage(name:str, timings:dict, log):
     class _T:
         def __enter__(s): s.t = time.time(); log(f"[demo] {name} …"); return s
@@ -171,6 +174,7 @@ def _pretrain(data, out_dir, cfg:DemoConfig, steps:int, device, splits_file, pro
         )
     )
 
+# %% ../nbs/72_demo.ipynb 16
 def _import_method(name:str):
     "Import `ssl3d.methods.<name>` so the method is registered."
     import importlib
@@ -188,7 +192,7 @@ def _evaluated(model:Path, out:Path) -> bool:
     m = out/'metrics.json'
     return m.exists() and m.stat().st_mtime >= model.stat().st_mtime
 
-# %% ../nbs/72_demo.ipynb 13
+# %% ../nbs/72_demo.ipynb 17
 def _write_results(out:Path, runs:dict, plan:dict, timings:dict, cfg:DemoConfig):
     "results.csv (tidy rows with a run column) and results.json (plan, timings, per-class and mean metrics)."
     def wcsv(p):
@@ -212,6 +216,7 @@ def _write_results(out:Path, runs:dict, plan:dict, timings:dict, cfg:DemoConfig)
     save_json(res, out/'results.json')
     return res
 
+# %% ../nbs/72_demo.ipynb 18
 def _figure(out:Path, data:Path, runs:dict, test_id:str, n_classes:int):
     "demo.png: three slices of one test volume — image, ground truth, each run's prediction."
     import matplotlib; import matplotlib.pyplot as plt
@@ -221,7 +226,7 @@ def _figure(out:Path, data:Path, runs:dict, test_id:str, n_classes:int):
     fig.savefig(out/'demo.png', dpi=90); plt.close(fig)
     return out/'demo.png'
 
-# %% ../nbs/72_demo.ipynb 15
+# %% ../nbs/72_demo.ipynb 20
 def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips finished stages)
          budget_minutes:float|None=None, # wall-clock budget when steps are planned (default 15)
          pretrain_steps:int|None=None, # None: planned from the budget
@@ -370,6 +375,7 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
             + f"; stage times (s): {timings}; results in {out} (results.json, results.csv, demo.png)")
     return res
 
+# %% ../nbs/72_demo.ipynb 21
 def _unfound_classes(rows:dict) -> list:
     "Classes whose Dice is 0 in every test volume of every run: no initialisation found them."
     per = {}
@@ -382,7 +388,7 @@ class _Null:
     def __enter__(self): return self
     def __exit__(self, *exc): return False
 
-# %% ../nbs/72_demo.ipynb 19
+# %% ../nbs/72_demo.ipynb 25
 def _cfg_demo(p):
     p.add_argument('--out', default='runs/demo', help='run folder (re-running resumes and skips finished stages)')
     p.add_argument(
@@ -415,6 +421,7 @@ def _cfg_demo(p):
     p.add_argument('--pretrain-preset', default=None, help="ssl3d.pretrain preset (default 'cpu-small')")
     p.add_argument('--device', default='auto')
 
+# %% ../nbs/72_demo.ipynb 26
 def _run_demo(a):
     extra = {
         k: v

@@ -102,6 +102,7 @@ def _label_loss_one(z1, z2, y1, y2, d1, d2, annotated, tau, mode):
     lp = s.masked_fill(~pos, neg_inf).logsumexp(1) - s.masked_fill(~valid, neg_inf).logsumexp(1)
     return -lp[rows].mean()
 
+# %% ../nbs/31_dense_losses.ipynb 20
 def label_consistency_loss(z1:Tensor, # (N1, C) or (B, N1, C) features at the sampled positions of P1
                            z2:Tensor, # (N2, C) or (B, N2, C) features at the sampled positions of P2
                            y1:Tensor, # (N1,) or (B, N1) labels (0 background, −1 ignore)

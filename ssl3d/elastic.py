@@ -92,6 +92,7 @@ def warp_grid(displacement:Tensor # (3, X, Y, Z) voxels
         + (displacement * scale).flip(0).permute(1, 2, 3, 0)[None]
     )
 
+# %% ../nbs/13_elastic.ipynb 15
 def sampling_grid(control_points:Tensor, # (nx, ny, nz, 3) displacements at the control points, voxels
                   shape:tuple # (X, Y, Z) of the image
                  )->Tensor: # (1, X, Y, Z, 3) = warp_grid(dense_displacement(control_points, shape)), faster
@@ -112,6 +113,7 @@ def _sample(t:Tensor, grid:Tensor, mode:str, fill:float)->Tensor:
     if fill == 0: return F.grid_sample(x, grid, mode=mode, padding_mode='zeros', align_corners=False)[0]
     return F.grid_sample(x - fill, grid, mode=mode, padding_mode='zeros', align_corners=False)[0] + fill
 
+# %% ../nbs/13_elastic.ipynb 16
 def elastic_warp(image:Tensor|None, # (C, X, Y, Z) float image, or None
                  regions:Tensor|None=None, # (X, Y, Z) integer region/label map (ids >= 0), or None
                  displacement:Tensor|None=None, # (3, X, Y, Z) field in voxels (`dense_displacement`)
@@ -143,7 +145,7 @@ def elastic_warp(image:Tensor|None, # (C, X, Y, Z) float image, or None
         out_reg = _sample(regions[None], grid, 'nearest', float(region_fill))[0].round().long()
     return out_img, out_reg
 
-# %% ../nbs/13_elastic.ipynb 20
+# %% ../nbs/13_elastic.ipynb 22
 def drop_vanished(regions_a:Tensor, # (..., X, Y, Z) map before warping (−1 = no region)
                   regions_b:Tensor, # map after warping, same shape
                   min_voxels:int=16 # a kept region has at least this many voxels in each map
@@ -157,7 +159,7 @@ def drop_vanished(regions_a:Tensor, # (..., X, Y, Z) map before warping (−1 = 
     lut = torch.cat([lut.new_tensor([-1]), lut])
     return lut[regions_a + 1], lut[regions_b + 1], keep.nonzero()[:, 0]
 
-# %% ../nbs/13_elastic.ipynb 23
+# %% ../nbs/13_elastic.ipynb 25
 class ElasticWarp(tio.SpatialTransform):
     "Deterministic B-spline warp of a subject from a control grid in mm (TorchIO `ElasticDeformation`'s role)."
     def __init__(self, control_points, # (nx, ny, nz, 3) displacements in mm, array or tensor
@@ -194,6 +196,7 @@ class ElasticWarp(tio.SpatialTransform):
                 image.set_data(elastic_warp(data.float(), None, grid=g)[0].to(data.dtype))
         return subject
 
+# %% ../nbs/13_elastic.ipynb 26
 class RandomElasticWarp(RandomTransform, tio.SpatialTransform):
     "Random B-spline warp with `tio.RandomElasticDeformation`'s parameters, computed in torch."
     def __init__(self, num_control_points=7, # control points per axis (>= 4)

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 import torchio as tio
 from monai.inferers import sliding_window_inference
 from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou, compute_surface_dice
-from .core import Ssl3dError, DataError, atomic_write, pick_device, register_command, check_writable, remove_stale_tmp
+from .core import (Ssl3dError, DataError, atomic_write, pick_device, register_command, check_writable,
+    remove_stale_tmp)
 from .data import load_dataset, load_splits, select_subjects, validate_subjects, preprocessing
 from .models import build_backbone, SegmentationNet, pad_to_multiple
 from .checkpoints import SEG_FORMAT, load_checkpoint
@@ -392,6 +393,7 @@ def write_metrics(rows, # tidy rows
     atomic_write(out_dir / 'metrics.json', lambda p: p.write_text(text + '\n'))
     return summary
 
+# %% ../nbs/65_evaluate.ipynb 52
 def read_metrics(path:str|Path, # a metrics.csv file or the folder holding it
                 )->list[dict]: # tidy rows with float values
     "Read tidy rows back from `metrics.csv`."
@@ -402,7 +404,7 @@ def read_metrics(path:str|Path, # a metrics.csv file or the folder holding it
     for r in rows: r['value'] = float(r['value'])
     return _records(rows)
 
-# %% ../nbs/65_evaluate.ipynb 52
+# %% ../nbs/65_evaluate.ipynb 53
 def _predict_labels(model, image, n_classes:int, patch_size, transform, vid, sw:dict) -> Tensor:
     "Labels (X,Y,Z) on `image`'s grid; with `transform`, predicted in preprocessed space and resampled back."
     if transform is not None:
@@ -416,7 +418,7 @@ def _predict_labels(model, image, n_classes:int, patch_size, transform, vid, sw:
     return logits[0].argmax(0).cpu()
 
 
-# %% ../nbs/65_evaluate.ipynb 53
+# %% ../nbs/65_evaluate.ipynb 54
 def evaluate_volumes(model:Callable, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) logits
                      volumes:Iterable, # (id, image (C,X,Y,Z), label (X,Y,Z)|(1,X,Y,Z), affine 4x4 | spacing) tuples
                      n_classes:int, # K, including background
@@ -459,7 +461,7 @@ def evaluate_volumes(model:Callable, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) logits
     return rows
 
 
-# %% ../nbs/65_evaluate.ipynb 54
+# %% ../nbs/65_evaluate.ipynb 55
 def evaluate_dataset(model:Callable, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) logits
                      subjects:Iterable, # tio.Subjects with 'image', 'label' and 'id'
                      n_classes:int, # K, including background
@@ -478,7 +480,7 @@ def evaluate_dataset(model:Callable, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) logits
     return evaluate_volumes(model, items(), n_classes, patch_size, out_dir, transform=transform, **kwargs)
 
 
-# %% ../nbs/65_evaluate.ipynb 60
+# %% ../nbs/65_evaluate.ipynb 61
 def _seg_transform(meta:dict):
     p = meta['preprocessing']
     return preprocessing(p['modality'], spacing=p['spacing'], hu_range=tuple(p['hu_range']), crop_body=p['crop_body'])
@@ -503,7 +505,7 @@ def load_segmentation_model(path:str|Path, # best.pt / last.pt of a fine-tuning 
     meta['transform'], meta['path'] = _seg_transform(meta), str(path)
     return net.to(pick_device(device)).eval(), meta
 
-# %% ../nbs/65_evaluate.ipynb 62
+# %% ../nbs/65_evaluate.ipynb 63
 def _check_channels(backbone:dict, rows:list, model, data):
     "The network's input channels must equal the data's (a conv would fail, or worse, broadcast)."
     want, have = int((backbone or {}).get('in_channels', 1)), int(rows[0]['channels'])
@@ -529,7 +531,7 @@ def _eval_subjects(data, split, meta, splits_file):
     return subs
 
 
-# %% ../nbs/65_evaluate.ipynb 63
+# %% ../nbs/65_evaluate.ipynb 64
 def evaluate_model(model:str|Path, # fine-tuned checkpoint (best.pt) or its run folder
                    data:str|Path, # dataset
                    out_dir:str|Path, # metrics.csv, metrics.json, predictions/<id>.nii.gz
@@ -559,7 +561,7 @@ def evaluate_model(model:str|Path, # fine-tuned checkpoint (best.pt) or its run 
                             **({} if metrics is None else dict(metrics=tuple(metrics))))
 
 
-# %% ../nbs/65_evaluate.ipynb 66
+# %% ../nbs/65_evaluate.ipynb 67
 def _cfg_evaluate(p):
     p.add_argument('--data', required=True, help='dataset folder (MSD, images/+labels/) or CSV manifest')
     p.add_argument('--model', required=True, help='fine-tuned checkpoint (best.pt) or its run folder')
@@ -591,7 +593,7 @@ register_command(
 )
 
 
-# %% ../nbs/65_evaluate.ipynb 69
+# %% ../nbs/65_evaluate.ipynb 70
 def _to_np(x, name:str, label:bool=False) -> np.ndarray:
     if label: return _as_label_array(x, name)
     if hasattr(x, 'data') and hasattr(x, 'affine') and not isinstance(x, np.ndarray): x = x.data
@@ -600,6 +602,7 @@ def _to_np(x, name:str, label:bool=False) -> np.ndarray:
     if a.ndim != 3: raise Ssl3dError(f"{name}: expected (X,Y,Z) or (C,X,Y,Z), got shape {a.shape}")
     return a
 
+# %% ../nbs/65_evaluate.ipynb 71
 def plot_predictions(image, # (X,Y,Z) or (C,X,Y,Z) image (first channel shown); tensor, array or tio.Image
                      label, # ground-truth label map, or None
                      preds:Mapping[str, object], # name -> predicted label map

@@ -69,6 +69,7 @@ def read_results(paths_or_dir, # a CSV file, a run folder, or a list of CSV file
     if not frames: return _as_frame([], 'read_results')
     return pd.concat(frames, ignore_index=True)
 
+# %% ../nbs/90_experiments.ipynb 9
 def write_results(rows, # tidy rows: a DataFrame or a list of dicts
                   path:str|Path, # CSV to (re)write
                  ) -> Path:
@@ -85,7 +86,7 @@ def append_results(rows, # tidy rows: a DataFrame or a list of dicts
     if Path(path).exists(): new = pd.concat([read_results(path), new], ignore_index=True)
     return write_results(new, path)
 
-# %% ../nbs/90_experiments.ipynb 12
+# %% ../nbs/90_experiments.ipynb 13
 def _fmt_value(v) -> str:
     s = v if isinstance(v, str) else json.dumps(v, default=str)
     return re.sub(r'[^A-Za-z0-9.+-]+', '-', s).strip('-') or '-'
@@ -107,7 +108,7 @@ def grid_cells(**axes # axis name -> list of values (a scalar is an axis of one 
         vals[k] = v
     return [dict(zip(vals, combo)) for combo in itertools.product(*vals.values())]
 
-# %% ../nbs/90_experiments.ipynb 15
+# %% ../nbs/90_experiments.ipynb 16
 @dataclasses.dataclass
 class GridRun:
     "What a grid run did: cells run, skipped as already done, and failed (id -> error)."
@@ -139,6 +140,7 @@ def _cell_lock(cell_dir:Path):
     if not ours: f.close(); return None  # its holder just finished and removed it
     return f
 
+# %% ../nbs/90_experiments.ipynb 17
 def _run_cell(fn, cell:dict, cell_dir:Path):
     "Run one cell under its lock; return (error or None, seconds). Never raises for errors of `fn`."
     cell_dir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +169,7 @@ def _end_with_parent(parent:int):
             if os.getppid() != parent: os._exit(1)  # a notebook kernel started here sees its parent go and exits too
     threading.Thread(target=watch, daemon=True).start()
 
+# %% ../nbs/90_experiments.ipynb 18
 def run_grid(cells:Iterable[dict], # grid cells (e.g. from `grid_cells`)
              fn:Callable[[dict, Path], Any], # called as fn(cell, cell_dir); raise to fail the cell
              out_dir:str|Path, # run folder; cell folders are out_dir/<cell id>
@@ -200,7 +203,7 @@ def run_grid(cells:Iterable[dict], # grid cells (e.g. from `grid_cells`)
     res.ran.sort(key=order.get); res.failed = dict(sorted(res.failed.items(), key=lambda kv: order[kv[0]]))
     return res
 
-# %% ../nbs/90_experiments.ipynb 19
+# %% ../nbs/90_experiments.ipynb 22
 def run_notebook(nb_path:str|Path, # the parameterized notebook
                  out_dir:str|Path, # folder for executed.ipynb; also the notebook's working directory
                  parameters:dict|None=None, # values injected after the cell tagged `parameters`
@@ -231,7 +234,7 @@ def run_notebook(nb_path:str|Path, # the parameterized notebook
         raise Ssl3dError(f"{nb_path.name}: cell {e.exec_count} raised {e.ename}: {e.evalue} (see {out})") from e
     return out
 
-# %% ../nbs/90_experiments.ipynb 21
+# %% ../nbs/90_experiments.ipynb 24
 def _notebook_cell(cell, cell_dir, nb_path, parameters, kernel_name, log_output, timeout, results_name):
     run_notebook(
         nb_path, cell_dir, {**parameters, **cell}, kernel_name=kernel_name, log_output=log_output, timeout=timeout
@@ -241,6 +244,7 @@ def _notebook_cell(cell, cell_dir, nb_path, parameters, kernel_name, log_output,
         raise Ssl3dError(f"{Path(nb_path).name} ran but wrote no {results_name} in its working directory")
     read_results(res)  # validates the columns
 
+# %% ../nbs/90_experiments.ipynb 25
 def run_notebook_grid(nb_path:str|Path, # the parameterized notebook
                       grid_cells:Iterable[dict], # cells: each dict overrides `parameters`
                       out_dir:str|Path, # the run folder
@@ -269,7 +273,7 @@ def run_notebook_grid(nb_path:str|Path, # the parameterized notebook
     if done: res.results = write_results(read_results(done), out_dir/results_name)
     return res
 
-# %% ../nbs/90_experiments.ipynb 25
+# %% ../nbs/90_experiments.ipynb 29
 def _configure_grid(p:argparse.ArgumentParser):
     p.add_argument('notebook', help='parameterized notebook (a cell tagged `parameters`)')
     p.add_argument(
@@ -291,6 +295,7 @@ def _configure_grid(p:argparse.ArgumentParser):
     p.add_argument('--timeout', type=float, default=None, help='per-cell time limit in seconds')
     p.add_argument('--dry-run', action='store_true', help='print the cell ids and exit')
 
+# %% ../nbs/90_experiments.ipynb 30
 def _run_grid_command(a:argparse.Namespace) -> int:
     axes = {}
     for ax in a.axis:
@@ -316,7 +321,7 @@ _grid_command = register_command(
     _run_grid_command,
 )
 
-# %% ../nbs/90_experiments.ipynb 28
+# %% ../nbs/90_experiments.ipynb 33
 def mean_ci(values, # run scores (NaN skipped)
             level:float=0.95, # confidence level
            ) -> tuple: # (mean, low, high); low/high NaN with fewer than 2 values
@@ -331,6 +336,7 @@ def mean_ci(values, # run scores (NaN skipped)
     h = float(tdist.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
     return m, m - h, m + h
 
+# %% ../nbs/90_experiments.ipynb 34
 def check_architectures(df, # tidy results; checked only when it has an 'architecture' column
                         by:Sequence[str]=(), # grouping of the comparison ('architecture' in by: compared within each)
                        ) -> None:
@@ -354,7 +360,7 @@ def check_architectures(df, # tidy results; checked only when it has an 'archite
             + ". Fine-tune every initialisation on the same network, or add 'architecture' to `by` to compare within each."
         )
 
-# %% ../nbs/90_experiments.ipynb 30
+# %% ../nbs/90_experiments.ipynb 36
 _RUN_KEYS = ('method', 'dataset', 'label_fraction', 'seed')
 
 def _select(df, metric:str, by:Sequence[str]):
@@ -381,6 +387,7 @@ def run_scores(df, # tidy results (DataFrame)
     if class_agg is None: return per_class
     return per_class.groupby(keys, dropna=False, sort=False)['value'].agg(class_agg).reset_index()
 
+# %% ../nbs/90_experiments.ipynb 37
 def summary_table(df, # tidy results (DataFrame)
                   metric:str='dice', # which metric to summarise
                   by:Sequence[str]=('method', 'label_fraction'), # table cells; add 'class' for per-class rows
@@ -406,12 +413,12 @@ def summary_table(df, # tidy results (DataFrame)
         out = out.merge(m, on=by, how='left').astype({'misses': 'Int64', 'cases': 'Int64'})
     return out.sort_values([c for c in by if c != 'method'] or by, kind='stable').reset_index(drop=True)
 
-# %% ../nbs/90_experiments.ipynb 36
+# %% ../nbs/90_experiments.ipynb 43
 def _col_label(col:str, v) -> str:
     if col == 'label_fraction' and isinstance(v, (int, float)) and v == v: return f"{100 * v:g} %"
     return str(v)
 
-
+# %% ../nbs/90_experiments.ipynb 44
 def format_mean_sd(
     summary,  # output of `summary_table` (or tidy results, summarised with rows × cols)
     rows: str = 'method',  # column that becomes table rows
@@ -451,7 +458,7 @@ def format_mean_sd(
     lines += ['| ' + ' | '.join([str(r)] + [txt(r, c) for c in cv]) + ' |' for r in rv]
     return '\n'.join(lines)
 
-# %% ../nbs/90_experiments.ipynb 41
+# %% ../nbs/90_experiments.ipynb 49
 def ttest_best_vs_second(df, # tidy results (DataFrame)
                          metric:str='dice', # which metric
                          by:Sequence[str]=('label_fraction',), # one test per group (add 'dataset' for several)
@@ -482,7 +489,7 @@ def ttest_best_vs_second(df, # tidy results (DataFrame)
         out.append(row)
     return pd.DataFrame(out)
 
-# %% ../nbs/90_experiments.ipynb 45
+# %% ../nbs/90_experiments.ipynb 53
 def holm(pvalues, # p-values (NaN entries are ignored and stay NaN)
         ): # numpy array of Holm-adjusted p-values, same order
     "Holm's step-down adjusted p-values: p_(i) ↦ max_{j ≤ i} min(1, (m − j + 1) p_(j)) over the m finite p-values."
@@ -506,7 +513,7 @@ def _subset_check(a, b, cols, where):
             "subset per (label fraction, seed) for every initialisation"
         )
 
-
+# %% ../nbs/90_experiments.ipynb 54
 def paired_tests(
     df,  # tidy results (DataFrame); optional columns 'architecture', 'subset'
     metric: str = 'dice',  # which metric
@@ -581,7 +588,7 @@ def paired_tests(
     res['p_holm'], res['p_holm_wilcoxon'] = holm(res['p_t']), holm(res['p_wilcoxon'])
     return res
 
-# %% ../nbs/90_experiments.ipynb 51
+# %% ../nbs/90_experiments.ipynb 60
 def finetune_protocol_columns(finetune_dir:str|Path, # a `ssl3d.finetune.finetune` run folder (finished)
                              ) -> dict: # {'architecture': fingerprint hash, 'subset': hash of the labelled ids}
     "The protocol columns of one fine-tune's tidy rows: the network's fingerprint and the labelled subset's hash."
@@ -595,7 +602,7 @@ def finetune_protocol_columns(finetune_dir:str|Path, # a `ssl3d.finetune.finetun
         subset=hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:10],
     )
 
-# %% ../nbs/90_experiments.ipynb 54
+# %% ../nbs/90_experiments.ipynb 63
 def save_figure(fig, # a matplotlib figure
                 stem:str|Path, # path without suffix; writes stem.png and stem.pdf
                 dpi:int=150, # PNG resolution
@@ -609,7 +616,7 @@ def save_figure(fig, # a matplotlib figure
                        lambda p: fig.savefig(p, format='pdf', bbox_inches='tight', metadata={'CreationDate': None}))
     return png, pdf
 
-# %% ../nbs/90_experiments.ipynb 56
+# %% ../nbs/90_experiments.ipynb 65
 def plot_label_efficiency(df, # tidy results (DataFrame)
                           path_stem:str|Path|None=None, # save stem.png / stem.pdf when given
                           metric:str='dice', # which metric
@@ -639,6 +646,7 @@ def plot_label_efficiency(df, # tidy results (DataFrame)
     if path_stem is not None: save_figure(fig, path_stem)
     return fig
 
+# %% ../nbs/90_experiments.ipynb 66
 def plot_class_heatmap(df, # tidy results (DataFrame)
                        path_stem:str|Path|None=None, # save stem.png / stem.pdf when given
                        label_fraction:float|None=None, # which fraction (required when there are several)

@@ -80,6 +80,7 @@ class FinetuneConfig:
                 "or a dict of build_backbone kwargs"
             )
 
+# %% ../nbs/70_finetune.ipynb 10
 #: fine-tuning presets: name -> `FinetuneConfig` overrides
 FINETUNE_PRESETS = {
     'paper': {},
@@ -97,7 +98,7 @@ def finetune_config(preset:str='cpu-small', # a key of `FINETUNE_PRESETS`
         raise Ssl3dError(f"unknown fine-tuning preset {preset!r}; available: {sorted(FINETUNE_PRESETS)}")
     return update_config(FinetuneConfig(), **{**FINETUNE_PRESETS[preset], **overrides})
 
-# %% ../nbs/70_finetune.ipynb 14
+# %% ../nbs/70_finetune.ipynb 15
 class SegmentationTask(nn.Module):
     "`forward(batch)` → {'loss', 'dice', 'ce'} for a `SegmentationNet` on {'image', 'label'} patches."
     def __init__(self, net:nn.Module, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) logits
@@ -111,7 +112,7 @@ class SegmentationTask(nn.Module):
         dice = (loss.detach() - self.ce_weight * ce) / self.dice_weight if self.dice_weight else torch.zeros_like(ce)
         return {'loss': loss, 'dice': dice, 'ce': ce}
 
-# %% ../nbs/70_finetune.ipynb 22
+# %% ../nbs/70_finetune.ipynb 23
 def _val_volumes(subjects, transform) -> list:
     "Preprocessed validation volumes as `evaluate_volumes` items (id, image, label, affine)."
     if not subjects: return []  # no validation case (tiny dataset): tio.SubjectsDataset refuses an empty list
@@ -140,7 +141,7 @@ def _seg_meta(net, info, cfg, K, names, modality, step, val_dice, splits, prov, 
         provenance=prov,
     )
 
-# %% ../nbs/70_finetune.ipynb 23
+# %% ../nbs/70_finetune.ipynb 24
 _RUN_IDENTITY = ('init_fingerprint', 'label_fraction', 'seed', 'preset', 'config', 'dataset_fingerprint')
 
 def _same_finetune_run(out:Path, ident:dict):
@@ -162,6 +163,7 @@ def _same_finetune_run(out:Path, ident:dict):
         what = '; '.join(f"{k} {show(old[k])} there, {show(plain[k])} now" for k in diff)
         raise Ssl3dError(f"{out}: holds a different fine-tuning run ({what}); use another --out (or delete the folder to start over)")
 
+# %% ../nbs/70_finetune.ipynb 25
 def _sidecar_preprocessing(cfg:FinetuneConfig, sidecar:dict|None, explicit:set, modality:str, source:str) -> FinetuneConfig:
     "Take the CT window and body crop recorded in a checkpoint's sidecar unless set explicitly; warn (naming the field) where the run differs."
     pre = (sidecar or {}).get('preprocessing')
@@ -176,7 +178,7 @@ def _sidecar_preprocessing(cfg:FinetuneConfig, sidecar:dict|None, explicit:set, 
     )
     return cfg
 
-# %% ../nbs/70_finetune.ipynb 25
+# %% ../nbs/70_finetune.ipynb 27
 def finetune(
     data: str | Path,  # dataset (anything `ssl3d.data.load_dataset` reads) with labelled training cases
     init: (
@@ -324,7 +326,7 @@ def finetune(
                       f"best val Dice {best['val_dice']:.3f} at step {best['step']} → {best_path}")
     return best_path
 
-# %% ../nbs/70_finetune.ipynb 37
+# %% ../nbs/70_finetune.ipynb 39
 def _cfg_finetune(p):
     p.add_argument('--data', required=True, help='dataset folder (MSD, images/+labels/) or CSV manifest')
     p.add_argument(
@@ -354,6 +356,7 @@ def _cfg_finetune(p):
         '--set', nargs='*', default=[], metavar='KEY=VALUE', help='further FinetuneConfig fields (JSON values)'
     )
 
+# %% ../nbs/70_finetune.ipynb 40
 def _parse_set(items) -> dict:
     "`--set KEY=VALUE` items as typed `FinetuneConfig` overrides (the parser of `ssl3d pretrain --set`)."
     # so augment=False is the boolean False, not the truthy string 'False'; unknown fields and wrong types fail here
@@ -369,6 +372,7 @@ def _run_finetune(a):
     finetune(a.data, a.init, a.out, a.label_fraction, a.seed, a.preset, a.steps, a.device, a.splits, ov)
     return 0
 
+# %% ../nbs/70_finetune.ipynb 41
 def _cfg_export(p):
     p.add_argument('--model', required=True, help='pretrained final.pt or fine-tuned best.pt (or a run folder)')
     p.add_argument(
@@ -389,6 +393,7 @@ def _cfg_export(p):
         help='hf: label-efficiency results for the model card (tidy results.csv of ssl3d.experiments)',
     )
 
+# %% ../nbs/70_finetune.ipynb 42
 def _run_export(a):
     if a.format == 'hf':
         if not a.out: raise Ssl3dError("--format hf needs --out DIR (the model folder to write)")

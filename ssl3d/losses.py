@@ -68,6 +68,7 @@ def bfr_loss(recon_logits:torch.Tensor, # (B, 2C, X, Y, Z) logits: voxel reconst
         boundary = (edges.to(recon_logits.dtype) - recon_logits[:, C:].sigmoid()).abs().mean()
     return dict(total=voxel + alpha * boundary, voxel=voxel, boundary=boundary)
 
+# %% ../nbs/30_losses.ipynb 14
 def vectorpose_loss(vp_logits:torch.Tensor|None, # (B, n, 3) VP logits; None only when lam == 1
                     vp_target:torch.Tensor|None, # (B, n, 3) VP targets
                     recon_logits:torch.Tensor|None, # (B, 2C, X, Y, Z) reconstruction logits; None only when lam == 0
@@ -95,6 +96,7 @@ def vectorpose_loss(vp_logits:torch.Tensor|None, # (B, n, 3) VP logits; None onl
         b = dict(total=zero, voxel=zero, boundary=zero)
     return dict(loss=lam * b['total'] + (1 - lam) * vp, vp=vp, bfr=b['total'], voxel=b['voxel'], boundary=b['boundary'])
 
+# %% ../nbs/30_losses.ipynb 15
 class VectorPOSELoss(nn.Module):
     "Module form of `vectorpose_loss` holding λ and α."
     def __init__(self, lam:float=0.5, alpha:float=5.0):
@@ -106,7 +108,7 @@ class VectorPOSELoss(nn.Module):
         return vectorpose_loss(vp_logits, vp_target, recon_logits, clean, edges, self.lam, self.alpha)
     def extra_repr(self): return f"lam={self.lam}, alpha={self.alpha}"
 
-# %% ../nbs/30_losses.ipynb 17
+# %% ../nbs/30_losses.ipynb 19
 def restoration_loss(pred:torch.Tensor, # (B, C, X, Y, Z) restored image (after the output activation)
                      target:torch.Tensor, # (B, C, X, Y, Z) clean image
                      kind:str='mse' # 'mse' (Models Genesis) or 'l1'
@@ -117,7 +119,7 @@ def restoration_loss(pred:torch.Tensor, # (B, C, X, Y, Z) restored image (after 
     if kind == 'l1': return F.l1_loss(pred, target.to(pred.dtype))
     raise Ssl3dError(f"kind={kind!r}: must be 'mse' or 'l1'")
 
-# %% ../nbs/30_losses.ipynb 20
+# %% ../nbs/30_losses.ipynb 22
 @functools.lru_cache(maxsize=16)
 def _monai_dice_ce(include_background, batch, dice_weight, ce_weight, smooth):
     from monai.losses import DiceCELoss
@@ -135,6 +137,7 @@ def _check_seg(where, logits, target):
     if lo < 0 or hi >= logits.shape[1]:
         raise Ssl3dError(f"{where}: target labels span [{lo}, {hi}] but logits have K={logits.shape[1]} classes")
 
+# %% ../nbs/30_losses.ipynb 23
 def dice_ce_loss(logits:torch.Tensor, # (B, K, X, Y, Z) class logits
                  target:torch.Tensor, # (B, 1, X, Y, Z) integer labels in [0, K)
                  dice_weight:float=1.0, # weight of the soft Dice loss
@@ -165,7 +168,7 @@ def soft_dice_score(probs:torch.Tensor, # (B, K, ...) class probabilities
     target = target.to(probs.dtype); dims = tuple(range(2, probs.ndim))
     return (2 * (probs * target).sum(dims) + smooth) / (probs.sum(dims) + target.sum(dims) + smooth)
 
-# %% ../nbs/30_losses.ipynb 23
+# %% ../nbs/30_losses.ipynb 26
 def cosine_regression(p:torch.Tensor, # (B, D) or (B, D, X, Y, Z) online prediction
                       z:torch.Tensor, # same shape: target projection (gradient stopped)
                       mask:torch.Tensor|None=None # optional (B, X, Y, Z) or (B, 1, X, Y, Z) weights for dense inputs
@@ -190,7 +193,7 @@ def symmetric_cosine_regression(p1:torch.Tensor, # online prediction of view 1
     "Symmetrised BYOL loss `ℓ_cos(p₁, z₂) + ℓ_cos(p₂, z₁)` (§7.5)."
     return cosine_regression(p1, z2, mask) + cosine_regression(p2, z1, mask)
 
-# %% ../nbs/30_losses.ipynb 26
+# %% ../nbs/30_losses.ipynb 29
 def local_consistency_loss(p1:torch.Tensor, # (B, C, X, Y, Z) aligned online prediction Y_θ(f₁) for view 1
                            z2:torch.Tensor, # (B, C, X, Y, Z) aligned target features f₂ of view 2 (gradient stopped)
                            p2:torch.Tensor, # aligned online prediction for view 2
@@ -205,7 +208,7 @@ def local_consistency_loss(p1:torch.Tensor, # (B, C, X, Y, Z) aligned online pre
         return (F.normalize(p, dim=1) - F.normalize(z.detach().to(p.dtype), dim=1)).pow(2).sum(1).mean()
     return one(p1, z2) + one(p2, z1)
 
-# %% ../nbs/30_losses.ipynb 29
+# %% ../nbs/30_losses.ipynb 32
 def info_nce(q:torch.Tensor, # (B, D) queries
              k:torch.Tensor, # (B, D) positive keys (row i is the positive of query i)
              negatives:torch.Tensor|None=None, # (K, D) negative keys (a queue); None -> in-batch negatives

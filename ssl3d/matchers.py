@@ -98,6 +98,7 @@ def ncc(a:torch.Tensor, # (..., n) flattened patches
     a = a - a.mean(-1, keepdim=True); b = b - b.mean(-1, keepdim=True)
     return (a * b).sum(-1) / ((a.square().sum(-1) * b.square().sum(-1)).sqrt() + eps)
 
+# %% ../nbs/15_matchers.ipynb 16
 @register_matcher('ncc')
 class NCCMatcher(Matcher):
     "Refine a base matcher's centre on a grid of offsets by NCC of down-sampled crops."
@@ -148,7 +149,7 @@ class NCCMatcher(Matcher):
         score = ncc(qa.reshape(1, -1), pats)
         return cands[int(torch.argmax(score))]
 
-# %% ../nbs/15_matchers.ipynb 19
+# %% ../nbs/15_matchers.ipynb 20
 def organ_centres(label:torch.Tensor, # (1, X, Y, Z) or (X, Y, Z) integer label map
                  )->dict: # label value → (3,) centroid in edge coordinates
     "Centroid of every non-zero label."

@@ -33,6 +33,7 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
         return self.act(out + (x if self.downsample is None else self.downsample(x)))
 
+# %% ../nbs/40_models.ipynb 7
 class Bottleneck(nn.Module):
     "1×1×1 → 3×3×3 (strided) → 1×1×1 conv-BN layers, expansion 4 (MONAI `ResNetBottleneck`)."
     expansion = 4
@@ -52,10 +53,11 @@ class Bottleneck(nn.Module):
         out = self.bn3(self.conv3(out))
         return self.act(out + (x if self.downsample is None else self.downsample(x)))
 
-# %% ../nbs/40_models.ipynb 8
+# %% ../nbs/40_models.ipynb 9
 RESNET_DEPTHS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
                  50: (Bottleneck, (3, 4, 6, 3)), 101: (Bottleneck, (3, 4, 23, 3))}
 
+# %% ../nbs/40_models.ipynb 10
 class ResNetEncoder(nn.Module):
     "3D ResNet returning the stem and the four stage feature maps; MONAI-compatible parameter names."
     def __init__(self,
@@ -116,13 +118,14 @@ class ResNetEncoder(nn.Module):
         c3 = self.layer2(c2); c4 = self.layer3(c3); c5 = self.layer4(c4)
         return [c1, c2, c3, c4, c5]
 
+# %% ../nbs/40_models.ipynb 11
 def resnet_encoder(depth:int=50, # 18, 34, 50 or 101
                    **kwargs, # passed to `ResNetEncoder`
                   )->ResNetEncoder:
     "Build a `ResNetEncoder` of the given depth."
     return ResNetEncoder(depth=depth, **kwargs)
 
-# %% ../nbs/40_models.ipynb 10
+# %% ../nbs/40_models.ipynb 13
 def check_divisible(x:torch.Tensor, # (B, C, X, Y, Z) input
                     multiple:int|tuple, # required multiple per axis (X, Y, Z)
                    )->None:
@@ -148,7 +151,7 @@ def pad_to_multiple(x:torch.Tensor, # (B, C, X, Y, Z) or (C, X, Y, Z)
     y = F.pad(x[None] if squeeze else x, flat, mode=mode, **({'value': value} if mode == 'constant' else {}))
     return y[0] if squeeze else y
 
-# %% ../nbs/40_models.ipynb 17
+# %% ../nbs/40_models.ipynb 20
 def monai_resnet_kwargs(encoder:ResNetEncoder # encoder to describe
                        )->dict: # keyword arguments for `monai.networks.nets.resnet{depth}`
     "Arguments that build the MONAI ResNet equivalent to `encoder`; raises if the layout has no MONAI equivalent."
@@ -169,7 +172,7 @@ def encoder_to_monai(encoder:ResNetEncoder # trained encoder
     monai_resnet_kwargs(encoder)   # validates the layout
     return {k: v.detach().clone() for k, v in encoder.state_dict().items()}
 
-# %% ../nbs/40_models.ipynb 23
+# %% ../nbs/40_models.ipynb 26
 def _conv3(i, o):
     return nn.Sequential(nn.Conv3d(i, o, 3, padding=1, bias=False), nn.BatchNorm3d(o), nn.ReLU(inplace=True))
 
@@ -184,6 +187,7 @@ def scaled_decoder_widths(base_width:int, # encoder base width (64 = paper)
     "Decoder widths (256, 128, 64, 32, 16) scaled by base_width/64."
     return tuple(max(min_width, w * base_width // 64) for w in (256, 128, 64, 32, 16))
 
+# %% ../nbs/40_models.ipynb 27
 class LightDecoder(nn.Module):
     "Light decoder: trilinear upsampling + additive skip fusion, output at input resolution (VectorPOSE D)."
     def __init__(self,
@@ -212,7 +216,7 @@ class LightDecoder(nn.Module):
         if size is None: size = [s * k for s, k in zip(features[0].shape[2:], self.stem_stride)]
         return self.head(_up(p, size))
 
-# %% ../nbs/40_models.ipynb 25
+# %% ../nbs/40_models.ipynb 29
 class EncoderDecoder(nn.Module):
     "Encoder + decoder: x (B, C, X, Y, Z) → dense features (B, decoder.out_channels, X, Y, Z)."
     def __init__(self, encoder:nn.Module, decoder:nn.Module):
@@ -234,7 +238,7 @@ class SegmentationNet(EncoderDecoder):
         "Per-voxel class logits."
         return self.head(super().forward(x))
 
-# %% ../nbs/40_models.ipynb 27
+# %% ../nbs/40_models.ipynb 31
 class ConvHead(nn.Conv3d):
     "A 1×1×1 convolution (VectorPOSE's BFR head and the fine-tuning head)."
     def __init__(self, in_ch:int, out_ch:int): super().__init__(in_ch, out_ch, 1)
@@ -263,13 +267,13 @@ class ConvMLPHead(nn.Sequential):
             nn.Conv3d(in_ch, hidden, 1), nn.BatchNorm3d(hidden), nn.ReLU(inplace=True), nn.Conv3d(hidden, out_ch, 1)
         )
 
-# %% ../nbs/40_models.ipynb 31
+# %% ../nbs/40_models.ipynb 35
 BACKBONE_PRESETS = {'tiny': dict(depth=18, base_width=8), 'cpu-small': dict(depth=18, base_width=16),
                     'paper': dict(depth=50, base_width=64)}
 ENCODER_LAYOUTS = {'standard': dict(stem_stride=2, max_pool=True, strides=(1, 2, 2, 2)),
                    'pgl': dict(stem_stride=(2, 2, 1), max_pool=False, strides=(1, 2, 2, 2))}
 
-
+# %% ../nbs/40_models.ipynb 36
 def build_backbone(
     depth: int | None = None,  # ResNet depth (None: from the preset)
     in_channels: int = 1,  # input channels
@@ -298,7 +302,7 @@ def build_backbone(
                        stem_stride=enc.feature_strides[0])
     return enc, dec
 
-
+# %% ../nbs/40_models.ipynb 37
 BACKBONE_ARCHS = Registry('backbone architecture')
 LAZY_ARCH_MODULES = {'vit': 'ssl3d.transformers', 'swin': 'ssl3d.transformers'}  # imported on first use
 
@@ -324,7 +328,7 @@ def _build_registered(arch, depth, in_channels, base_width, preset, layout, deco
         )
     return BACKBONE_ARCHS.get(arch)(preset=preset, in_channels=in_channels, out_channels=out_channels, **kw)
 
-# %% ../nbs/40_models.ipynb 37
+# %% ../nbs/40_models.ipynb 43
 def make_teacher(module:nn.Module # the student
                 )->nn.Module: # a deep copy with requires_grad=False
     "Deep-copy `module` as an EMA teacher whose parameters take no gradient."

@@ -33,6 +33,7 @@ class _Shape:
     def __and__(self, o): return _Op('inter', self, o)
     def __sub__(self, o): return _Op('diff', self, o)
 
+# %% ../nbs/02_phantoms.ipynb 8
 class _Ell(_Shape):
     "(Super)ellipsoid with centre `c`, semi-axes `a`, rotation `R` (local axes as columns), exponent `e`."
     def __init__(self, c, a, R=None, e=2.):
@@ -54,7 +55,7 @@ class _Ell(_Shape):
         amin = self.a.min()
         return (r - 1) * (r + 1e-6) / (g + 1e-6 / amin)
 
-# %% ../nbs/02_phantoms.ipynb 9
+# %% ../nbs/02_phantoms.ipynb 10
 class _Tube(_Shape):
     "Tube of varying radius along a polyline through `pts` (N,3); `squash` scales axes before distances (flat veins)."
     def __init__(self, pts, radii, squash=(1, 1, 1), n=0):
@@ -83,6 +84,7 @@ def _catmull(pts, n):
     p0, p1, p2, p3 = P[k], P[k+1], P[k+2], P[k+3]
     return 0.5*((2*p1) + (-p0+p2)*t + (2*p0-5*p1+4*p2-p3)*t**2 + (-p0+3*p1-3*p2+p3)*t**3)
 
+# %% ../nbs/02_phantoms.ipynb 11
 class _Half(_Shape):
     "Half-space {p: n·(p - p0) < 0}."
     def __init__(self, n, p0):
@@ -103,7 +105,7 @@ class _Op(_Shape):
         if self.op == 'inter': return np.maximum(da, db)
         return np.maximum(da, -db)
 
-# %% ../nbs/02_phantoms.ipynb 12
+# %% ../nbs/02_phantoms.ipynb 14
 @dataclasses.dataclass
 class _Paint:
     "One painting step: fill `shape` with `tissue` (name, or callable (P, d, vals) -> HU), write `label` (0 = none)."
@@ -123,7 +125,7 @@ def _up(a, size):
         torch.from_numpy(np.ascontiguousarray(a))[None, None], size=size, mode='trilinear', align_corners=True
     )[0, 0].numpy()
 
-# %% ../nbs/02_phantoms.ipynb 13
+# %% ../nbs/02_phantoms.ipynb 15
 class _Canvas:
     """Paints implicit shapes, in order, into an image and a label map. Each shape is evaluated only inside its voxel
     bounding box, and large boxes on a 2× coarser grid whose distances are trilinearly upsampled (distances are smooth)."""
@@ -171,7 +173,7 @@ class _Canvas:
         im = self.img[sl]; im += occ * (v - im)
         self.lab[sl][occ > 0.5] = op.label  # the top-most paint owns the voxel (0 clears a label)
 
-# %% ../nbs/02_phantoms.ipynb 15
+# %% ../nbs/02_phantoms.ipynb 17
 # ---------------- presets
 _PH = ('native', 'arterial', 'portal')
 def _t(native, arterial=None, portal=None):
@@ -194,6 +196,8 @@ _HEART_HU = dict(  # ANATOMY.md §1, cardiac CTA table; one arterial phase
     blood=dict(cta=(300, 500)), myocardium=dict(cta=(80, 130)), abdomen=dict(cta=(60, 90)),
     bone=dict(cta=(160, 260)), cortical=dict(cta=(700, 1000)), disc=dict(cta=(70, 100)), csf=dict(cta=(0, 15)),
     esophagus=dict(cta=(35, 60)))
+
+# %% ../nbs/02_phantoms.ipynb 18
 _MR = dict(  # T1-weighted, contrast-enhanced, arbitrary units ⚑ (no ANATOMY source; relative order only)
     air=(0, 0),
     fat=(0.85, 1.0),
@@ -225,7 +229,7 @@ _MR = dict(  # T1-weighted, contrast-enhanced, arbitrary units ⚑ (no ANATOMY s
 _TEX = dict(liver=8, spleen=8, kidney=8, pancreas=10, fat=10, muscle=6, bowel=10, stomach=5, lung=25, myocardium=8,
             blood=10, bone=25, abdomen=10)  # HU amplitude of the smooth in-organ texture
 
-# %% ../nbs/02_phantoms.ipynb 16
+# %% ../nbs/02_phantoms.ipynb 19
 @dataclasses.dataclass
 class PhantomPreset:
     "A phantom family: label names, tissue HU tables per phase, and the builder that samples one subject's anatomy."
@@ -247,7 +251,7 @@ def _ang(rng, ax, ay, az, sd=4.):
     return _rot(*(np.asarray([ax, ay, az], float) + rng.normal(0, sd, 3)))
 def _mirror(c): return np.asarray(c, float) * [-1, 1, 1]
 
-# %% ../nbs/02_phantoms.ipynb 18
+# %% ../nbs/02_phantoms.ipynb 21
 def _layers(rng, A, B, fat, wall=12., post=0.85):
     "Body outline (skin/fat), muscle wall and the visceral cavity: elliptic cylinders, flat at the back."
     Z = 1e4; flat = lambda k: _Half((0, -1, 0), (0, -B * post + k, 0))
@@ -273,6 +277,7 @@ def _spine(y0, z_off, top=1e4):
             _Paint(_Ell((0, y0 - 29, 0), (8, 7, 1e4)) & cap, 'csf'),
             _Paint(_Ell((0, y0 - 55, 0), (5, 14, 1e4)) & cap, spinous)]
 
+# %% ../nbs/02_phantoms.ipynb 22
 class _Ribs(_Shape):
     "Rib cage: a thin elliptic shell inside the body wall, cut into obliquely descending bands every `period` mm."
     def __init__(self, A, B, z_lo, z_hi, period=32., y_gap=0.35):
@@ -287,7 +292,7 @@ class _Ribs(_Shape):
         front = P[1] - (self.gap * self.B - 30 + 0.4 * np.abs(P[0]))  # no ribs in front of the midline (cartilage)
         return np.maximum(np.maximum(shell, band), np.maximum(zc, front))
 
-# %% ../nbs/02_phantoms.ipynb 19
+# %% ../nbs/02_phantoms.ipynb 23
 def _abdomen(rng, lesions):
     "Sample one abdomen (BTCV-like): canonical frame x→patient right, y→anterior, z→superior, z=0 at L1, mm."
     A, B = 170., 125.
@@ -382,6 +387,7 @@ def _abdomen(rng, lesions):
         )
     return ops, A
 
+# %% ../nbs/02_phantoms.ipynb 24
 def _lesions(rng, hosts, label):
     "Small blobs of distinct HU inside a host organ (hypodense in liver, cyst-like in kidney), labelled `label`."
     ops = []
@@ -404,7 +410,7 @@ def _lesions(rng, hosts, label):
             )
     return ops
 
-# %% ../nbs/02_phantoms.ipynb 20
+# %% ../nbs/02_phantoms.ipynb 25
 ABDOMEN_LABELS = ['spleen', 'right_kidney', 'left_kidney', 'gallbladder', 'esophagus', 'liver', 'stomach', 'aorta',
                   'inferior_vena_cava', 'portal_splenic_vein', 'pancreas', 'right_adrenal', 'left_adrenal']
 HEART_LABELS = [
@@ -417,7 +423,7 @@ HEART_LABELS = [
     'pulmonary_artery',
 ]
 
-# %% ../nbs/02_phantoms.ipynb 21
+# %% ../nbs/02_phantoms.ipynb 26
 def _heart(rng, lesions):
     "Sample one thorax with heart (MM-WHS-like); canonical frame as for the abdomen, z=0 at the heart centre."
     A, B = 160., 115.
@@ -478,7 +484,7 @@ def _heart(rng, lesions):
     ops += [_Paint(aa, 'blood', L['ascending_aorta']), _Paint(pa, 'blood', L['pulmonary_artery'])]
     return ops, A
 
-# %% ../nbs/02_phantoms.ipynb 22
+# %% ../nbs/02_phantoms.ipynb 27
 PHANTOM_PRESETS = {
     'abdomen': PhantomPreset(
         'abdomen',
@@ -523,7 +529,7 @@ PHANTOM_PRESETS = {
     ),
 }
 
-# %% ../nbs/02_phantoms.ipynb 25
+# %% ../nbs/02_phantoms.ipynb 30
 # ---------------- the generator
 def _get_preset(preset):
     if isinstance(preset, PhantomPreset): return preset
@@ -541,7 +547,7 @@ def _check_shape(shape):
         raise Ssl3dError(f"shape={tuple(shape)!r}: need three sizes, each at least 16")
     return tuple(int(n) for n in shape)
 
-# %% ../nbs/02_phantoms.ipynb 26
+# %% ../nbs/02_phantoms.ipynb 31
 def make_phantom(
     preset: str = 'abdomen',  # 'abdomen' (BTCV-like) or 'heart' (MM-WHS-like), see `PHANTOM_PRESETS`
     seed: int = 0,  # subject seed: same seed, bit-identical subject
@@ -645,14 +651,14 @@ class _Padded(_Shape):
     def __init__(self, s, pad): self.s, self.lo, self.hi = s, s.lo - pad, s.hi + pad
     def sdf(self, P): return self.s.sdf(P)
 
-# %% ../nbs/02_phantoms.ipynb 27
+# %% ../nbs/02_phantoms.ipynb 32
 def _lowpass(x):
     "Correlated noise: separable [1,2,1]/4 smoothing along X and Y (CT noise is correlated in-plane)."
     y = x.copy(); y[1:-1] = 0.5 * x[1:-1] + 0.25 * (x[:-2] + x[2:])
     z = y.copy(); z[:, 1:-1] = 0.5 * y[:, 1:-1] + 0.25 * (y[:, :-2] + y[:, 2:])
     return z
 
-# %% ../nbs/02_phantoms.ipynb 41
+# %% ../nbs/02_phantoms.ipynb 46
 def _save_nifti(arr, affine, path, dtype):
     import nibabel as nib
     img = nib.Nifti1Image(np.asarray(arr).astype(dtype), affine)
@@ -672,7 +678,7 @@ def _organ_subset(labels:dict, organs):
     for k, o in enumerate(organs, start=1): lut[names[o]] = k
     return {'0': 'background', **{str(k): o for k, o in enumerate(organs, start=1)}}, lut
 
-
+# %% ../nbs/02_phantoms.ipynb 47
 def write_phantom_dataset(
     out: str | Path,  # output folder (created)
     preset: str = 'abdomen',  # phantom preset
@@ -781,7 +787,7 @@ def write_phantom_dataset(
     )
     return save_json(meta, out / 'dataset.json')
 
-# %% ../nbs/02_phantoms.ipynb 45
+# %% ../nbs/02_phantoms.ipynb 51
 def _configure(p):
     p.add_argument('out', help='output folder')
     p.add_argument('--preset', default='abdomen', choices=sorted(PHANTOM_PRESETS))
@@ -822,6 +828,7 @@ def _configure(p):
         help='2: add the same anatomy in a second contrast phase (abdomen)',
     )
 
+# %% ../nbs/02_phantoms.ipynb 52
 def _run(a):
     t = time.time()
     path = write_phantom_dataset(a.out, a.preset, a.n, a.n_test, a.n_unlabelled, a.seed, tuple(a.shape),

@@ -57,7 +57,7 @@ def _modality(data, modality):
         return modality
     return modality_of(discover_dataset(data, split='all')['modality'])  # the one rule every stage uses
 
-
+# %% ../nbs/61_pretrain.ipynb 11
 def pretrain_subjects(
     data,  # dataset folder / dataset.json / CSV manifest (anything `load_dataset` reads)
     split: str = 'pretrain',  # 'pretrain', 'train', 'training', 'unlabelled' or 'all'
@@ -125,7 +125,7 @@ def pretrain_subjects(
     )
     return out, info
 
-# %% ../nbs/61_pretrain.ipynb 14
+# %% ../nbs/61_pretrain.ipynb 15
 def pooled_pretrain_subjects(datas:list, # dataset folders / dataset.json / CSV manifests
                              split:str='pretrain', # as in `pretrain_subjects`, for every dataset
                              splits_file=None, # split JSON whose val/test ids are excluded from every dataset
@@ -168,7 +168,7 @@ def pooled_pretrain_subjects(datas:list, # dataset folders / dataset.json / CSV 
     if labels: info.update(labelled=True, label_space=pool['names'], annotated=pool['annotated'].tolist())
     return out, info
 
-# %% ../nbs/61_pretrain.ipynb 18
+# %% ../nbs/61_pretrain.ipynb 19
 def _online_probe(data, splits_file, info:dict, preset:str, every:int|None, steps:int, overrides:dict|None):
     "The `OnlineProbe` of a pretraining run, or None (off, or the default with fewer than two labelled cases)."
     explicit = every is not None
@@ -197,7 +197,7 @@ def _online_probe(data, splits_file, info:dict, preset:str, every:int|None, step
     tr = preprocessing(info['modality'], spacing=info['spacing'], hu_range=tuple(info['hu_range']))
     return OnlineProbe([subs[i] for i in fit_ids], [subs[i] for i in val_ids], K, tr, cfg)
 
-# %% ../nbs/61_pretrain.ipynb 19
+# %% ../nbs/61_pretrain.ipynb 20
 def _same_run(out_dir:Path, prov:dict, cfg:TrainConfig):
     p = out_dir / 'config.json'
     if not p.exists(): return
@@ -211,7 +211,7 @@ def _same_run(out_dir:Path, prov:dict, cfg:TrainConfig):
         raise Ssl3dError(f"{out_dir}: holds a run with a different {', '.join(diff)}; use another --out or --no-resume "
                          f"(resume=False) to start over")
 
-
+# %% ../nbs/61_pretrain.ipynb 21
 def pretrain(
     data,  # dataset folder / dataset.json / CSV manifest, or a list of them (pooled)
     method: str = 'vectorpose',  # registered method name
@@ -316,7 +316,7 @@ def pretrain(
     if probe is not None and trainer.rank == 0: plot_probe(out_dir)
     return trainer.final_path
 
-# %% ../nbs/61_pretrain.ipynb 25
+# %% ../nbs/61_pretrain.ipynb 27
 def _load_method_modules():
     "Import every `ssl3d.methods.*` module so all methods are registered (a broken one only warns)."
     import ssl3d.methods as pkg
@@ -325,7 +325,7 @@ def _load_method_modules():
         except Exception as e: warnings.warn(f"ssl3d.methods.{mod.name} could not be imported: {type(e).__name__}: {e}")
 
 
-# %% ../nbs/61_pretrain.ipynb 28
+# %% ../nbs/61_pretrain.ipynb 30
 _FIXED = {
     'data',
     'method',
@@ -357,6 +357,7 @@ _FIXED = {
     'probe_steps',
 }
 
+# %% ../nbs/61_pretrain.ipynb 31
 def _method_fields() -> dict:
     "{field: {method: default}} over the registered methods."
     _load_method_modules()
@@ -367,6 +368,7 @@ def _method_fields() -> dict:
             out.setdefault(f.name, {})[name] = getattr(cls.Config(), f.name)
     return out
 
+# %% ../nbs/61_pretrain.ipynb 32
 def _configure(p:argparse.ArgumentParser):
     fields = _method_fields()
     p.add_argument(
@@ -404,6 +406,7 @@ def _configure(p:argparse.ArgumentParser):
         if k in _FIXED: continue
         p.add_argument('--' + k.replace('_', '-'), dest=f'field__{k}', nargs='+', default=None, help=argparse.SUPPRESS)
 
+# %% ../nbs/61_pretrain.ipynb 33
 def _flag_overrides(args) -> dict:
     out = {}
     for k, v in vars(args).items():
@@ -426,6 +429,7 @@ def _show_config(cls, args, mo:dict, to:dict) -> int:
     )
     return 0
 
+# %% ../nbs/61_pretrain.ipynb 34
 def _run(args) -> int:
     cls = METHODS.get(args.method)
     mo = {**_flag_overrides(args), **parse_assignments(args.set)}
@@ -481,6 +485,7 @@ def _run(args) -> int:
     print(f"wrote {final}")
     return 0
 
+# %% ../nbs/61_pretrain.ipynb 35
 _command = register_command(
     'pretrain', 'Pretrain a registered self-supervised method on a dataset (resumes an existing run).', _configure, _run
 )

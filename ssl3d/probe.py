@@ -63,6 +63,7 @@ class LinearProbe(nn.Module):
         return out + self.bias.view(1, -1, 1, 1, 1)
     def forward(self, v:torch.Tensor) -> torch.Tensor: return v @ self.weight.T + self.bias  # (N, C) sampled voxels
 
+# %% ../nbs/46_probe.ipynb 9
 def _sampled_features(feats:list, size, idx:torch.Tensor) -> torch.Tensor:
     "(N, ΣC) features at flat voxel indices `idx` of the input grid `size`: each stage sampled trilinearly there (as `F.interpolate` would)."
     X, Y, Z = size
@@ -80,7 +81,7 @@ def _sampled_features(feats:list, size, idx:torch.Tensor) -> torch.Tensor:
         )
     return torch.cat(out, 1)
 
-# %% ../nbs/46_probe.ipynb 11
+# %% ../nbs/46_probe.ipynb 12
 def _dice(pred:torch.Tensor, y:torch.Tensor, n_classes:int) -> float:
     "Mean hard Dice over the foreground classes present in `y` (NaN when none is)."
     ds = []
@@ -89,6 +90,7 @@ def _dice(pred:torch.Tensor, y:torch.Tensor, n_classes:int) -> float:
         if t.any(): ds.append(2 * (t & (pred == k)).sum().item() / (t.sum().item() + (pred == k).sum().item()))
     return float(np.mean(ds)) if ds else float('nan')
 
+# %% ../nbs/46_probe.ipynb 13
 def fit_probe(encoder:nn.Module, # frozen (eval mode) encoder
               fit:Sequence, # [(image (C,X,Y,Z), label (X,Y,Z))] preprocessed volumes to fit on
               val:Sequence, # same, to score on
@@ -153,7 +155,7 @@ def fit_probe(encoder:nn.Module, # frozen (eval mode) encoder
         probe_loss=float(loss.detach()),
     )
 
-# %% ../nbs/46_probe.ipynb 15
+# %% ../nbs/46_probe.ipynb 17
 class OnlineProbe:
     "`Trainer` eval_fn: fit a linear probe on the encoder of the method being trained; returns the probe's Dice."
     log_keys = ('probe_dice',)
@@ -187,6 +189,7 @@ class OnlineProbe:
         try:return fit_probe(enc, self.fit, self.val, self.n_classes, self.cfg, step)
         finally: enc.train(was)
 
+# %% ../nbs/46_probe.ipynb 18
 def plot_probe(run_dir:str|Path # a pretraining run folder with eval.csv
               ) -> Path|None: # probe.png, or None when no probe ran
     "Plot the probe's validation (and fit) Dice against the pretraining step into RUN/probe.png."

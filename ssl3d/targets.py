@@ -111,6 +111,7 @@ def _signed_perm(A) -> torch.Tensor:
     if not ok: raise Ssl3dError(f"A={M.tolist()}: must be a 3x3 signed permutation matrix (flips/rot90)")
     return M
 
+# %% ../nbs/20_targets.ipynb 16
 def vp_targets(box_start:Sequence[float], # crop box start a (X, Y, Z), source voxel edge coordinates
                box_size:Sequence[float], # crop box size ℓ (X, Y, Z), source voxels
                landmark:Sequence[float], # reference landmark L, source voxel edge coordinates
@@ -143,7 +144,7 @@ def vp_targets(box_start:Sequence[float], # crop box start a (X, Y, Z), source v
     t = t.float()
     return (t, clamped) if return_clamped else t
 
-# %% ../nbs/20_targets.ipynb 24
+# %% ../nbs/20_targets.ipynb 25
 @dataclasses.dataclass
 class VectorTargets:
     "VP target maker: samples a jittered landmark and returns the `(n, 3)` targets of a crop (§2.4)."
@@ -177,7 +178,7 @@ class VectorTargets:
         t, frac = vp_targets(box_start, box_size, L, R, A, self.n_vectors, self.index_mode, sp, return_clamped=True)
         return dict(vp_target=t, vp_clamped=frac, landmark=L, radius=R)
 
-# %% ../nbs/20_targets.ipynb 29
+# %% ../nbs/20_targets.ipynb 30
 def _scharr_weight(dtype, device) -> torch.Tensor:
     d = torch.tensor([-1., 0., 1.], dtype=dtype, device=device) / 2
     s = torch.tensor([3., 10., 3.], dtype=dtype, device=device) / 16
@@ -207,7 +208,7 @@ def edge_target(x:torch.Tensor, # (B, C, X, Y, Z) or (C, X, Y, Z), intensities i
     if norm == 'fixed': return (g / (math.sqrt(3) / 2)).clamp(0, 1)
     return g / (g.flatten(-3).amax(-1)[..., None, None, None] + eps)
 
-# %% ../nbs/20_targets.ipynb 37
+# %% ../nbs/20_targets.ipynb 38
 def boundary_distance(
     mask: np.ndarray | torch.Tensor,  # (X, Y, Z) bool mask of one class
 ) -> np.ndarray:  # float64 (X, Y, Z): EDT − 1 inside the mask (voxels), 0 outside, inf if the mask fills the array
@@ -231,6 +232,7 @@ def boundary_weight(distance:np.ndarray, # D from `boundary_distance` (voxels, m
         w = 0.5 * np.sqrt(d) * np.exp(-d / mu)
     return np.where(np.isfinite(d), w, 0.) + eps
 
+# %% ../nbs/20_targets.ipynb 39
 def class_weight_map(label:np.ndarray|torch.Tensor, # (X, Y, Z) or (1, X, Y, Z) integer label map (patch)
                      mu:float=8., # μ of `boundary_weight`
                      eps:float=0.05, # ε of `boundary_weight`
@@ -247,7 +249,7 @@ def class_weight_map(label:np.ndarray|torch.Tensor, # (X, Y, Z) or (1, X, Y, Z) 
         w[m] = boundary_weight(boundary_distance(m), mu, eps)[m]
     return w
 
-# %% ../nbs/20_targets.ipynb 43
+# %% ../nbs/20_targets.ipynb 45
 def sample_class_positions(
     label: np.ndarray | torch.Tensor,  # (X, Y, Z) or (1, X, Y, Z) integer label map
     budget: int,  # r: positions per class present

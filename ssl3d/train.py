@@ -25,6 +25,7 @@ __all__ = ['TRAIN_PRESETS', 'TrainConfig', 'train_config', 'lr_factor', 'provena
 _SCHEDULES, _AMP, _OPTIMIZERS = ('cosine', 'poly', 'constant'), ('auto', 'bf16', 'fp16', 'off'), ('adamw', 'sgd')
 _LOGGERS = ('csv', 'tensorboard')
 
+# %% ../nbs/60_train.ipynb 8
 @dataclasses.dataclass
 class TrainConfig:
     "Settings of one training run (pretraining or fine-tuning)."
@@ -63,6 +64,7 @@ class TrainConfig:
         if self.clip_grad is not None and not self.clip_grad > 0:
             raise Ssl3dError(f"TrainConfig.clip_grad={self.clip_grad} must be > 0 or None")
 
+# %% ../nbs/60_train.ipynb 9
 #: trainer presets: name -> TrainConfig overrides (a method's TRAIN_PRESETS are applied on top)
 TRAIN_PRESETS = {
     'cpu-small': dict(steps=20, batch_size=2, log_every=5, ckpt_every=10),
@@ -77,7 +79,7 @@ def train_config(preset:str|None=None, # a key of `TRAIN_PRESETS`; None = the de
         raise Ssl3dError(f"unknown training preset {preset!r}; available: {sorted(TRAIN_PRESETS)}")
     return update_config(TrainConfig(), **{**TRAIN_PRESETS.get(preset, {}), **overrides})
 
-# %% ../nbs/60_train.ipynb 10
+# %% ../nbs/60_train.ipynb 12
 def lr_factor(step:int, # completed optimizer steps (0-based index of the step about to run)
               total:int, # steps of the run
               schedule:str='cosine', # 'cosine', 'poly' or 'constant'
@@ -90,7 +92,7 @@ def lr_factor(step:int, # completed optimizer steps (0-based index of the step a
     if schedule == 'poly': return (1 - t) ** 0.9
     return 1.0
 
-# %% ../nbs/60_train.ipynb 14
+# %% ../nbs/60_train.ipynb 16
 def _git(*args) -> str|None:
     try:
         r = subprocess.run(
@@ -115,6 +117,7 @@ def provenance(**extra # e.g. method=..., config=..., dataset=... (fingerprint)
 
 _provenance = provenance  # `Trainer(provenance=...)` shadows the name
 
+# %% ../nbs/60_train.ipynb 17
 def _plain(o):
     "`o` as JSON-like plain data (dataclasses -> dicts, paths -> str), safe for weights_only loading."
     def default(x):
@@ -124,7 +127,7 @@ def _plain(o):
         return str(x)
     return json.loads(json.dumps(o, default=default))
 
-# %% ../nbs/60_train.ipynb 17
+# %% ../nbs/60_train.ipynb 20
 def _rng_state() -> dict:
     py, npst = random.getstate(), np.random.get_state()
     return {'python': [py[0], list(py[1]), py[2]],
@@ -138,7 +141,7 @@ def _set_rng_state(s:dict):
     torch.set_rng_state(s['torch'])
     if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
-# %% ../nbs/60_train.ipynb 20
+# %% ../nbs/60_train.ipynb 23
 class _EpochBatches:
     "Batch sampler of one epoch, from batch `start` on, for one rank."
     def __init__(self, n, batch_size, world, rank, seed, epoch, start, per_epoch):
@@ -150,7 +153,7 @@ class _EpochBatches:
             b = (j * self.world + self.rank) * self.bs
             yield self.perm[b:b + self.bs].tolist()
 
-# %% ../nbs/60_train.ipynb 23
+# %% ../nbs/60_train.ipynb 26
 class NonFiniteLoss(Ssl3dError):
     "A loss term became NaN or Inf; the run stopped and the last good checkpoint was kept."
 
@@ -182,7 +185,7 @@ def _append_csv(path, cols, rows):
         if header is None: w.writeheader()
         w.writerows(rows)
 
-# %% ../nbs/60_train.ipynb 24
+# %% ../nbs/60_train.ipynb 27
 class Trainer:
     "Train any `model(batch) -> {'loss': ..., **terms}` on a map-style dataset; see the module docs for the files it writes."
 
@@ -221,7 +224,7 @@ class Trainer:
     eval_path = property(lambda self: self.out_dir/'eval.csv')
     config_path = property(lambda self: self.out_dir/'config.json')
 
-# %% ../nbs/60_train.ipynb 26
+# %% ../nbs/60_train.ipynb 29
 def _fit(self:Trainer,
          resume:bool=True, # continue from out_dir/checkpoint.pt when it exists
          stop_at:int|None=None # stop this invocation after this step (checkpointed); None = run to config.steps
@@ -281,9 +284,10 @@ def _fit(self:Trainer,
     finally:
         if self._own_pg: dist.destroy_process_group(); self._own_pg = False
 
+# %% ../nbs/60_train.ipynb 30
 Trainer.fit = _fit
 
-# %% ../nbs/60_train.ipynb 28
+# %% ../nbs/60_train.ipynb 32
 import contextlib, time
 _clock = time.monotonic
 _BUDGET = {'deadline': None}
@@ -308,6 +312,7 @@ def replan_steps(step:int, # steps completed
     if done < min_measured or elapsed <= 0: return total
     return int(min(total, step + max(0, math.floor(remaining * done / elapsed))))
 
+# %% ../nbs/60_train.ipynb 33
 def _budget(self:Trainer, target:int, start:int) -> int:
     d = _BUDGET['deadline']
     if d is None or self.world > 1: return target
@@ -324,7 +329,7 @@ def _budget(self:Trainer, target:int, start:int) -> int:
 
 Trainer._budget = _budget
 
-# %% ../nbs/60_train.ipynb 30
+# %% ../nbs/60_train.ipynb 35
 def _setup_distributed(self:Trainer):
     self._own_pg = False
     world = int(os.environ.get('WORLD_SIZE', '1'))
@@ -336,6 +341,7 @@ def _setup_distributed(self:Trainer):
     self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     self.device = device
 
+# %% ../nbs/60_train.ipynb 36
 def _build(self:Trainer):
     cfg = self.config
     self.raw = self.model.to(self.device)
@@ -365,7 +371,7 @@ def _build(self:Trainer):
 
 Trainer._setup_distributed, Trainer._build = _setup_distributed, _build
 
-# %% ../nbs/60_train.ipynb 32
+# %% ../nbs/60_train.ipynb 38
 def _fresh(self:Trainer) -> int:
     seed_everything(self.config.seed + self.rank)
     if self.rank == 0:
@@ -392,7 +398,7 @@ def _resume(self:Trainer) -> int:
 
 Trainer._fresh, Trainer._resume = _fresh, _resume
 
-# %% ../nbs/60_train.ipynb 34
+# %% ../nbs/60_train.ipynb 40
 def _batches(self:Trainer, start:int):
     cfg, step = self.config, start
     while True:
@@ -416,6 +422,7 @@ def _check_terms(out) -> list[str]:
         raise Ssl3dError("model(batch)['loss'] must be a scalar tensor that requires grad")
     return ['loss'] + sorted(k for k, v in out.items() if k != 'loss' and isinstance(v, Tensor) and v.numel() == 1)
 
+# %% ../nbs/60_train.ipynb 41
 def _train_step(self:Trainer, model, batch, epoch):
     cfg = self.config
     batch = to_device(batch, self.device)
@@ -440,7 +447,7 @@ def _train_step(self:Trainer, model, batch, epoch):
 
 Trainer._batches, Trainer._train_step = _batches, _train_step
 
-# %% ../nbs/60_train.ipynb 36
+# %% ../nbs/60_train.ipynb 43
 def _flush(self:Trainer):
     if not self._buf: return
     vals = torch.stack([b[3] for b in self._buf])
@@ -469,6 +476,7 @@ def _flush(self:Trainer):
         )
     if self._bar is not None: self._bar.set_postfix({k: f'{rows[-1][k]:.4g}' for k in self.terms})
 
+# %% ../nbs/60_train.ipynb 44
 def _eval(self:Trainer):
     if self.rank == 0:
         self.raw.eval()
@@ -494,6 +502,7 @@ def _save(self:Trainer):
                         world_size=self.world, provenance=self.provenance)
     self._last_ckpt = self.step
 
+# %% ../nbs/60_train.ipynb 45
 def _save_final(self:Trainer):
     transfer = None
     if callable(getattr(self.raw, 'transfer', None)):
@@ -507,7 +516,7 @@ def _save_final(self:Trainer):
 
 Trainer._flush, Trainer._eval, Trainer._save, Trainer._save_final = _flush, _eval, _save, _save_final
 
-# %% ../nbs/60_train.ipynb 40
+# %% ../nbs/60_train.ipynb 49
 def tensorboard_writer(log_dir:str|Path # folder for the event files
                       ):
     "A `torch.utils.tensorboard.SummaryWriter`, or an error naming the extra to install."

@@ -53,6 +53,7 @@ def _log2_patch(p):
     if p < 2 or p & (p - 1): raise Ssl3dError(f"patch_size={p}: the UNETR decoder needs a power of two >= 2")
     return int(math.log2(p))
 
+# %% ../nbs/42_transformers.ipynb 10
 class ViTEncoder(nn.Module):
     "3D ViT (MONAI `ViT` blocks): x → [x, hidden maps of `skip_layers`..., normalised last map]."
     def __init__(
@@ -137,7 +138,7 @@ class ViTEncoder(nn.Module):
         layers = range(self.num_layers) if layers is None else layers
         return [tokens_to_map(hidden[i], grid) for i in layers]
 
-# %% ../nbs/42_transformers.ipynb 12
+# %% ../nbs/42_transformers.ipynb 13
 class UNETRDecoder(nn.Module):
     "UNETR's decoder for patch 2^L: [x, L−1 hidden maps, last map] → (B, out_channels, X, Y, Z)."
     def __init__(self, in_channels:int, # image channels (the full-resolution skip convolves the input)
@@ -194,7 +195,7 @@ class UNETRDecoder(nn.Module):
             y = F.interpolate(y, size=tuple(int(s) for s in size), mode='trilinear', align_corners=False)
         return y
 
-# %% ../nbs/42_transformers.ipynb 15
+# %% ../nbs/42_transformers.ipynb 16
 def unetr_state_to_monai(state:dict # state dict of a `SegmentationNet(ViTEncoder, UNETRDecoder)`
                         )->dict: # the same tensors under `monai.networks.nets.UNETR`'s names
     "Rename a ssl3d UNETR's parameters to MONAI's `UNETR` (patch 16, 12 layers, skips (3, 6, 9))."
@@ -206,7 +207,7 @@ def unetr_state_to_monai(state:dict # state dict of a `SegmentationNet(ViTEncode
         else: raise Ssl3dError(f"unetr_state_to_monai: unexpected key {k!r}")
     return out
 
-# %% ../nbs/42_transformers.ipynb 18
+# %% ../nbs/42_transformers.ipynb 19
 class SwinEncoder(nn.Module):
     "MONAI's Swin transformer: x → [x, 5 hidden maps at strides 2, 4, 8, 16, 32]."
     def __init__(self, swin_vit:nn.Module, # `SwinUNETR(...).swinViT`
@@ -223,6 +224,7 @@ class SwinEncoder(nn.Module):
         check_divisible(x, self.total_stride)
         return [x] + list(self.swinViT(x, self.normalize))
 
+# %% ../nbs/42_transformers.ipynb 20
 class SwinUNETRDecoder(nn.Module):
     "MONAI Swin UNETR's decoder: [x, 5 hidden maps] → (B, feature_size, X, Y, Z)."
     NAMES = (
@@ -255,7 +257,7 @@ class SwinUNETRDecoder(nn.Module):
             y = F.interpolate(y, size=tuple(int(s) for s in size), mode='trilinear', align_corners=False)
         return y
 
-# %% ../nbs/42_transformers.ipynb 20
+# %% ../nbs/42_transformers.ipynb 22
 VIT_PRESETS = {
     'tiny': dict(
         img_size=(32, 32, 16), patch_size=8, hidden_size=48, mlp_dim=192, num_layers=2, num_heads=3, feature_size=8
@@ -281,6 +283,7 @@ def _preset(table, arch, preset, kw):
     if preset not in table: raise Ssl3dError(f"arch={arch!r}: preset={preset!r} is not one of {list(table)}")
     return {**table[preset], **kw}
 
+# %% ../nbs/42_transformers.ipynb 23
 @register_backbone('vit')
 def build_vit_unetr(preset:str='paper', # a key of `VIT_PRESETS`
                     in_channels:int=1, # image channels
@@ -310,6 +313,7 @@ def build_swin_unetr(preset:str='paper', # a key of `SWIN_PRESETS`
     net = SwinUNETR(in_channels, 2, **{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
     return SwinEncoder(net.swinViT, in_channels, fs, net.normalize), SwinUNETRDecoder(net, fs)
 
+# %% ../nbs/42_transformers.ipynb 24
 def build_unetr(preset:str='tiny', # a preset of the architecture
                 arch:str='vit', # 'vit' (UNETR) or 'swin' (Swin UNETR)
                 in_channels:int=1, # image channels

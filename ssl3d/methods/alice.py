@@ -60,13 +60,14 @@ class TokenCentering(nn.Module):
             dist.all_reduce(mean); mean /= dist.get_world_size()
         self.center.mul_(self.momentum).add_(mean.to(self.center.dtype), alpha=1 - self.momentum)
 
+# %% ../../nbs/59_methods.alice.ipynb 8
 def alice_cosine(a:Tensor, # (..., C) student vectors
                  b:Tensor, # (..., C) target vectors (detached here)
                 )->Tensor: # scalar: mean of 2 − 2·cos over the leading axes
     "ℓ_s(a, b) = 2 − 2·⟨n(a), n(sg(b))⟩, averaged (ALC-A7)."
     return (2 - 2 * (F.normalize(a, dim=-1) * F.normalize(b.detach(), dim=-1)).sum(-1)).mean()
 
-# %% ../../nbs/59_methods.alice.ipynb 10
+# %% ../../nbs/59_methods.alice.ipynb 11
 class CASA(nn.Module):
     "Cross-attention read-outs of student and teacher tokens with one shared query."
     def __init__(self, query_dim:int, # width of the queries V (the encoder width)
@@ -100,7 +101,7 @@ class CASA(nn.Module):
         q = self.query(V)
         return self.read(q, H, self.ln_h), self.read(q, Y, self.ln_y)
 
-# %% ../../nbs/59_methods.alice.ipynb 13
+# %% ../../nbs/59_methods.alice.ipynb 14
 def crop_at(volume:Tensor, # (C, X, Y, Z)
             centre, # (3,) centre in edge coordinates
             size:tuple, # crop (X, Y, Z)
@@ -125,6 +126,7 @@ def flip_axes(x:Tensor, # (C, X, Y, Z)
     dims = [d + 1 for d in range(3) if rng.random() < p]
     return x.flip(dims) if dims else x
 
+# %% ../../nbs/59_methods.alice.ipynb 15
 def strong_augment(x:Tensor, # (C, X, Y, Z) crop in [0, 1]
                    rng:np.random.Generator, # the item's generator (TorchIO uses the torch RNG the dataset seeds)
                    degrees:float=15., # rotation range ±degrees
@@ -142,7 +144,7 @@ def strong_augment(x:Tensor, # (C, X, Y, Z) crop in [0, 1]
     if rng.random() < intensity_p: y = y + float(rng.uniform(*intensity_shift))
     return y.contiguous()
 
-# %% ../../nbs/59_methods.alice.ipynb 16
+# %% ../../nbs/59_methods.alice.ipynb 18
 @dataclasses.dataclass
 class AliceConfig(MAEConfig):
     "Alice (METHODS §6) on MAE's fields; defaults = the paper scale (ViT-B/16 on 192×192×64 crops, decoder 8×512)."
@@ -173,6 +175,7 @@ class AliceConfig(MAEConfig):
         if self.matcher not in MATCHERS:
             raise Ssl3dError(f"AliceConfig.matcher={self.matcher!r}: registered matchers are {MATCHERS.names()}")
 
+# %% ../../nbs/59_methods.alice.ipynb 19
 @register_method('alice')
 class Alice(MaskedViT):
     "Alice: MAE + inter-volume invariance (ℓ_dv) + CASA intra-volume alignment (ℓ_st) with an EMA teacher."
@@ -262,7 +265,7 @@ class Alice(MaskedViT):
         self.momentum = cosine_momentum(step, total_steps, self.config.momentum)
         ema_update(self.teacher, self.online(), self.momentum)
 
-# %% ../../nbs/59_methods.alice.ipynb 20
+# %% ../../nbs/59_methods.alice.ipynb 23
 class VPMatcher(Matcher):
     "Match by a VectorPOSE VP head: the candidate in B whose predicted body-relative position is the query's."
     def __init__(self, checkpoint=None, # a VectorPOSE `final.pt` (or its run folder)
@@ -314,4 +317,5 @@ class VPMatcher(Matcher):
         rb = self.relative(vol_b, cands)
         return cands[int(np.argmin(np.linalg.norm(rb - ra, axis=1)))]
 
+# %% ../../nbs/59_methods.alice.ipynb 24
 _ = register_matcher('vp')(VPMatcher)

@@ -58,6 +58,7 @@ class PretextMethod(nn.Module):
         dec = getattr(self, 'decoder', None)
         return {'encoder': self.encoder, 'decoder': dec if isinstance(dec, nn.Module) else None}
 
+# %% ../../nbs/50_methods.core.ipynb 8
 def _as_config(cls, config):
     if cls.Config is None or not dataclasses.is_dataclass(cls.Config):
         raise Ssl3dError(f"{cls.__name__}.Config must be a dataclass")
@@ -68,7 +69,7 @@ def _as_config(cls, config):
         f"{cls.__name__}: config must be a {cls.Config.__name__}, a dict or None, got {type(config).__name__}"
     )
 
-# %% ../../nbs/50_methods.core.ipynb 10
+# %% ../../nbs/50_methods.core.ipynb 11
 METHODS = Registry('method')
 
 def register_method(name:str # the method's name, e.g. 'vectorpose'
@@ -93,6 +94,7 @@ def register_method(name:str # the method's name, e.g. 'vectorpose'
         return cls
     return deco
 
+# %% ../../nbs/50_methods.core.ipynb 12
 def method_config(name:str, # registered method name
                   preset:str|None=None, # preset name ('paper', 'cpu-small', ...); None = the defaults
                   **overrides # further field overrides (dotted keys reach nested configs)
@@ -118,13 +120,14 @@ def build_method(name:str, # registered method name
         return cls(config)
     return cls(method_config(name, preset, **(config or {})))
 
-# %% ../../nbs/50_methods.core.ipynb 12
+# %% ../../nbs/50_methods.core.ipynb 14
 def _weightless(method):
     "A shallow copy of `method` without parameters, buffers or sub-modules (cheap to pickle to workers)."
     m = copy.copy(method)
     m.__dict__.update(_parameters={}, _buffers={}, _modules={})
     return m
 
+# %% ../../nbs/50_methods.core.ipynb 15
 class PretextDataset(torch.utils.data.Dataset):
     "Map-style dataset: item i of epoch e = `method.prepare(subjects[i % n], rng(seed, e, i))`."
     def __init__(self, subjects:list, # `tio.Subject`s (the pretraining pool)
@@ -168,7 +171,7 @@ class PretextDataset(torch.utils.data.Dataset):
             raise Ssl3dError(f"{type(self.method).__name__}.prepare must return a dict, got {type(item).__name__}")
         return item
 
-# %% ../../nbs/50_methods.core.ipynb 14
+# %% ../../nbs/50_methods.core.ipynb 17
 @dataclasses.dataclass
 class ToyConfig:
     "Config of `ToyRestoration`."
@@ -177,6 +180,7 @@ class ToyConfig:
     width: int = 8  # hidden channels
     l1_weight: float = 0.1  # weight of the L1 term in the total
 
+# %% ../../nbs/50_methods.core.ipynb 18
 @register_method('toy')
 class ToyRestoration(PretextMethod):
     "Smoke-test method: restore a noisy random cube with a two-layer 3D conv net."
@@ -205,7 +209,7 @@ class ToyRestoration(PretextMethod):
         mse, l1 = F.mse_loss(pred, batch['target']), F.l1_loss(pred, batch['target'])
         return {'loss': mse + self.config.l1_weight * l1, 'mse': mse.detach(), 'l1': l1.detach()}
 
-# %% ../../nbs/50_methods.core.ipynb 29
+# %% ../../nbs/50_methods.core.ipynb 33
 RAW_KEY = '_raw_batch'  # marks a raw item/batch (made by `prepare_raw`) that `prepare_batch` must finish
 
 def has_batched(method # a `PretextMethod` instance or class
@@ -235,7 +239,7 @@ def _call(self, *args, **kwargs):
 
 PretextMethod.prepare_raw, PretextMethod.prepare_batch, PretextMethod.__call__ = _prepare_raw, _prepare_batch, _call
 
-# %% ../../nbs/50_methods.core.ipynb 30
+# %% ../../nbs/50_methods.core.ipynb 34
 class _RawItems:
     "What the workers of a `BatchedPretextDataset` run: the method's `prepare_raw`, under the name `prepare`."
     def __init__(self, method, cut): self.method, self.cut = method, cut

@@ -79,6 +79,7 @@ def localized_contrastive_loss(q:Tensor, # (K, D) region means of the query view
 # %% ../../nbs/57_methods.lrc.ipynb 16
 GLOBAL_METHODS = ('moco', 'byol', 'simsiam', 'none')
 
+# %% ../../nbs/57_methods.lrc.ipynb 17
 @dataclasses.dataclass
 class LRCConfig(BackboneConfig):
     "LRC (METHODS §4): global branch, regions, elastic warp, local loss; defaults = paper / METHODS [rec]."
@@ -129,7 +130,7 @@ class LRCConfig(BackboneConfig):
         if not isinstance(self.branch_overrides, dict):
             raise Ssl3dError(f"{w}.branch_overrides={self.branch_overrides!r}: expected a dict")
 
-# %% ../../nbs/57_methods.lrc.ipynb 19
+# %% ../../nbs/57_methods.lrc.ipynb 20
 def _crop(x:np.ndarray, start, size, fill):
     "Crop (C, X, Y, Z) at `start` (may be negative), padding with `fill` outside."
     out = np.full((x.shape[0],) + tuple(size), fill, dtype=x.dtype)
@@ -138,7 +139,7 @@ def _crop(x:np.ndarray, start, size, fill):
     out[(slice(None), *dst)] = x[(slice(None), *src)]
     return out
 
-
+# %% ../../nbs/57_methods.lrc.ipynb 21
 def lrc_pair(
     image: Tensor,  # (C, X, Y, Z) preprocessed volume
     regions: np.ndarray,  # (X, Y, Z) region map of the volume (`propose_regions`)
@@ -167,7 +168,7 @@ def lrc_pair(
     lut[kept + 1] = torch.arange(len(kept))
     return {'view1': xq, 'view2': xp, 'regions1': lut[rq + 1], 'regions2': lut[rp + 1], 'start': torch.tensor(start)}
 
-# %% ../../nbs/57_methods.lrc.ipynb 23
+# %% ../../nbs/57_methods.lrc.ipynb 25
 class _Tap:
     "Record a module's outputs by the identity of its first input, while the context is open."
     def __init__(self, module:nn.Module): self.module, self.out = module, {}
@@ -184,6 +185,7 @@ def _branch_config(c:LRCConfig):
     if c.global_method == 'none': return TwoViewConfig(**net, **c.branch_overrides)
     return method_config(c.global_method, c.branch_preset, **net, **c.branch_overrides)
 
+# %% ../../nbs/57_methods.lrc.ipynb 26
 @register_method('lrc')
 class LRC(PretextMethod):
     "Localized Region Contrast on a shared encoder, added to a global branch (MoCo v2, BYOL, SimSiam or none)."

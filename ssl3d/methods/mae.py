@@ -54,6 +54,7 @@ def masked_mse(pred:Tensor, # (B, N, P) predictions
     per_patch = (pred - target).square().mean(-1)
     return (per_patch * mask).sum() / mask.sum().clamp_min(1)
 
+# %% ../../nbs/58_methods.mae.ipynb 8
 def compose_reconstruction(pred:Tensor, # (B, N, p³·C) predictions (normalised patches if `norm_pix`)
                            x:Tensor, # (B, C, X, Y, Z) the input
                            mask:Tensor, # (B, N), 1 = masked
@@ -68,7 +69,7 @@ def compose_reconstruction(pred:Tensor, # (B, N, p³·C) predictions (normalised
     m = mask[..., None].to(t.dtype)
     return unpatchify3d(t * (1 - m) + pred * m, p, x.shape[2:])
 
-# %% ../../nbs/58_methods.mae.ipynb 10
+# %% ../../nbs/58_methods.mae.ipynb 11
 def sincos_pos_embed(grid:tuple, # token grid (gx, gy, gz)
                      dim:int, # embedding width
                      temperature:float=10_000., # frequency base
@@ -91,6 +92,7 @@ def freeze_unused_cross_attention(blocks:nn.Module # MONAI TransformerBlocks (or
     for m in blocks.modules():
         if isinstance(m, TransformerBlock) and not m.with_cross_attention: m.norm_cross_attn.requires_grad_(False)
 
+# %% ../../nbs/58_methods.mae.ipynb 12
 class MAEDecoder(nn.Module):
     "MAE decoder: visible latents + mask tokens → per-patch voxel predictions (B, N, p³·C)."
     def __init__(self, enc_dim:int, # encoder token width
@@ -125,7 +127,7 @@ class MAEDecoder(nn.Module):
         f = self.norm(t)
         return (self.pred(f), f) if return_features else self.pred(f)
 
-# %% ../../nbs/58_methods.mae.ipynb 13
+# %% ../../nbs/58_methods.mae.ipynb 15
 def sample_crop(subject, # preprocessed subject, intensities in [0, 1]
                 size:tuple, # crop size (X, Y, Z)
                 rng:np.random.Generator, # the item's generator
@@ -157,7 +159,7 @@ def sample_crop(subject, # preprocessed subject, intensities in [0, 1]
         )
     return crop, g
 
-# %% ../../nbs/58_methods.mae.ipynb 15
+# %% ../../nbs/58_methods.mae.ipynb 17
 @dataclasses.dataclass
 class MAEConfig:
     "MAE 3D (METHODS §6.4–6.6 ALC-A2/A9/A12); the defaults are the paper scale (ViT-B/16, decoder 8×512)."
@@ -188,6 +190,7 @@ class MAEConfig:
             if getattr(self, k) is not None: kw[k] = getattr(self, k)
         return kw
 
+# %% ../../nbs/58_methods.mae.ipynb 18
 def check_vit_fields(c, where:str):
     "Validate the ViT / masking / crop fields shared by MAE and Alice configs."
     if c.backbone not in VIT_PRESETS:
@@ -209,6 +212,7 @@ def check_vit_fields(c, where:str):
         if len(c.scale_range) != 2 or not 0 < c.scale_range[0] <= c.scale_range[1]:
             raise Ssl3dError(f"{where}.scale_range={c.scale_range}: need (lo, hi) with 0 < lo <= hi, or None")
 
+# %% ../../nbs/58_methods.mae.ipynb 19
 class MaskedViT(PretextMethod):
     "Base of masked-image-modelling methods on a ViT: encoder from the config, MAE decoder, masked encoding."
     def __init__(self, config=None):
@@ -245,6 +249,7 @@ class MaskedViT(PretextMethod):
         "The ViT encoder; fine-tuning builds a fresh UNETR decoder."
         return {'encoder': self.encoder, 'decoder': None}
 
+# %% ../../nbs/58_methods.mae.ipynb 20
 @register_method('mae')
 class MAE(MaskedViT):
     "MAE 3D: MSE on the normalised voxels of masked patches, visible tokens only in the encoder."

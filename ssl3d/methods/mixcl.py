@@ -27,6 +27,7 @@ __all__ = ['FEATURE_LOOKUPS', 'MixCLConfig', 'RandomIntensityShift', 'mixcl_spat
 # %% ../../nbs/595_methods.mixcl.ipynb 7
 FEATURE_LOOKUPS = ('trilinear', 'nearest_token')
 
+# %% ../../nbs/595_methods.mixcl.ipynb 8
 @dataclasses.dataclass
 class MixCLConfig:
     "MixCL (METHODS §5); defaults = the paper's settings and the spec's recommendations."
@@ -102,12 +103,13 @@ class MixCLConfig:
             v = getattr(self, f)
             if len(v) != 2 or v[0] > v[1] or v[0] < 0: bad(f, 'expected a range (lo, hi) with 0 <= lo <= hi')
 
+# %% ../../nbs/595_methods.mixcl.ipynb 9
 _SMALL = dict(backbone='tiny', input_size=(32, 32, 32), budget=32, alpha=1.0, beta=1.0, elastic_control_points=5,
               elastic_displacement=3.0)
 _TRAIN = {'cpu-small': dict(steps=80, batch_size=2, lr=1e-3, weight_decay=1e-5, warmup=10, log_every=10, ckpt_every=40),
           'paper': dict(optimizer='adamw', lr=1e-4, weight_decay=1e-5, batch_size=6, steps=1000, schedule='cosine')}
 
-# %% ../../nbs/595_methods.mixcl.ipynb 10
+# %% ../../nbs/595_methods.mixcl.ipynb 12
 class RandomIntensityShift(RandomTransform, IntensityTransform):
     "Add one offset ~ U(−s, s) to every voxel of each image (MONAI `RandShiftIntensity`)."
     def __init__(self, shift:float=0.1, **kwargs):
@@ -133,6 +135,7 @@ def mixcl_spatial_augmentation(cfg:MixCLConfig # affine / elastic fields
         ]
     )
 
+# %% ../../nbs/595_methods.mixcl.ipynb 13
 def mixcl_intensity_augmentation(cfg:MixCLConfig # intensity fields
                                 )->tio.Compose:
     "One view's intensity augmentation: shift, gamma, smoothing, noise (each with its p, MONAI-style magnitudes)."
@@ -145,7 +148,7 @@ def mixcl_intensity_augmentation(cfg:MixCLConfig # intensity fields
         ]
     )
 
-# %% ../../nbs/595_methods.mixcl.ipynb 13
+# %% ../../nbs/595_methods.mixcl.ipynb 16
 def crop_patch(image:Tensor, # (C, X, Y, Z) volume
                label:Tensor, # (1, X, Y, Z) integer labels
                size:tuple, # patch (X, Y, Z)
@@ -177,6 +180,7 @@ def _pad_slots(pos, lab, slots:int, where:str):
     P[:len(lab)], L[:len(lab)] = pos, lab
     return torch.from_numpy(P), torch.from_numpy(L)
 
+# %% ../../nbs/595_methods.mixcl.ipynb 17
 def mixcl_patch(image:Tensor, label:Tensor, # (C, X, Y, Z) volume and (1, X, Y, Z) labels
                 cfg:MixCLConfig, # patch size, sampling and augmentation fields
                 rng:np.random.Generator, # the item's generator
@@ -194,7 +198,7 @@ def mixcl_patch(image:Tensor, label:Tensor, # (C, X, Y, Z) volume and (1, X, Y, 
     P, L = _pad_slots(pos, lab, cfg.max_classes * cfg.budget, where)
     return dict(clean=x, label=y, pos=P, lab=L)
 
-# %% ../../nbs/595_methods.mixcl.ipynb 15
+# %% ../../nbs/595_methods.mixcl.ipynb 19
 def prepare_mixcl(subject:tio.Subject, # preprocessed subject: image, label (pooled space), optional `dataset` index
                   rng:np.random.Generator, # the item's generator
                   cfg:MixCLConfig, # the method's config
@@ -223,7 +227,7 @@ def prepare_mixcl(subject:tio.Subject, # preprocessed subject: image, label (poo
                 pos1=p1['pos'], lab1=p1['lab'], pos2=p2['pos'], lab2=p2['lab'],
                 dataset=torch.tensor(int(subject.get('dataset', 0))), same_volume=torch.tensor(src is subject))
 
-# %% ../../nbs/595_methods.mixcl.ipynb 17
+# %% ../../nbs/595_methods.mixcl.ipynb 21
 class ConvMLP3(nn.Sequential):
     "Conv1(c, c)-BN-ReLU-Conv1(c, c)-BN-ReLU-Conv1(c, 2c): MixCL's per-layer projector σ^l (MX-A10)."
     def __init__(self, c:int, out:int|None=None):
@@ -251,7 +255,7 @@ def lookup_features(fmap:Tensor, # (B, C, gx, gy, gz) projected token map
                         padding_mode='border', align_corners=False)   # grid's last dim is (z, y, x) → reversed
     return out[:, :, :, 0, 0].transpose(1, 2)
 
-# %% ../../nbs/595_methods.mixcl.ipynb 20
+# %% ../../nbs/595_methods.mixcl.ipynb 24
 @register_method('mixcl')
 class MixCL(PretextMethod):
     "MixCL: pixel-level Barlow Twins at every ViT block + supervised label contrast between patches + reconstruction, on UNETR."

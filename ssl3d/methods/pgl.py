@@ -39,6 +39,8 @@ class BYOLConfig(PGLConfig):
     pooling: str = 'global'
 
 _SMALL = dict(backbone='tiny', input_size=(64, 64, 16), hidden=256, out_dim=64)
+
+# %% ../../nbs/54_methods.pgl.ipynb 8
 _TRAIN = {
     'cpu-small': dict(steps=100, batch_size=4, lr=1e-3, weight_decay=1e-4, warmup=10, log_every=10, ckpt_every=50),
     'paper': dict(
@@ -53,7 +55,7 @@ _TRAIN = {
     ),
 }
 
-# %% ../../nbs/54_methods.pgl.ipynb 9
+# %% ../../nbs/54_methods.pgl.ipynb 10
 @register_method('pgl')
 class PGL(TwoViewMethod):
     "PGL: BYOL-style teacher–student with dense heads and a consistency loss on the aligned view overlap."
@@ -94,6 +96,7 @@ class PGL(TwoViewMethod):
         if self.config.pooling == 'global': return self._log(symmetric_cosine_regression(p1, z2, p2, z1))
         return self._log(local_consistency_loss(p1, z2, p2, z1))
 
+# %% ../../nbs/54_methods.pgl.ipynb 11
 @register_method('byol')
 class BYOL(PGL):
     "BYOL (METHODS §7.5): the PGL code path with `pooling='global'` (GAP + MLP heads, no alignment); PGL's presets."

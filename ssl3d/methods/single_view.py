@@ -51,16 +51,18 @@ def check_at_least(cfg, *names, lo=1):
     "Each field of `names` is a number >= `lo` (sizes and counts: the default 1)."
     check_fields(cfg, names, lambda v: _number(v) and v >= lo, f'must be >= {lo}')
 
+# %% ../../nbs/505_methods.single_view.ipynb 8
 def check_positive(cfg, *names):
     "Each field of `names` is a number > 0 (temperatures, scales)."
     check_fields(cfg, names, lambda v: _number(v) and v > 0, 'must be > 0')
 
-# %% ../../nbs/505_methods.single_view.ipynb 10
+# %% ../../nbs/505_methods.single_view.ipynb 11
 @dataclasses.dataclass
 class _ConfigBlock:
     "End of the `__post_init__` chain of the config blocks."
     def __post_init__(self): pass
 
+# %% ../../nbs/505_methods.single_view.ipynb 12
 @dataclasses.dataclass
 class BackboneConfig(_ConfigBlock):
     "Backbone fields shared by every method: the `ssl3d.models.build_backbone` arguments."
@@ -91,7 +93,7 @@ class BackboneConfig(_ConfigBlock):
             layout=self.layout,
         )
 
-# %% ../../nbs/505_methods.single_view.ipynb 12
+# %% ../../nbs/505_methods.single_view.ipynb 14
 @dataclasses.dataclass
 class ViewConfig(_ConfigBlock):
     "One cubic crop inside the body box with Models Genesis flips and rot90 (METHODS §2.2–2.3)."
@@ -121,7 +123,7 @@ class ViewConfig(_ConfigBlock):
         check_fields(self, 'max_tries', lambda v: isinstance(v, int) and v >= 1, 'must be an int >= 1')
         super().__post_init__()
 
-# %% ../../nbs/505_methods.single_view.ipynb 14
+# %% ../../nbs/505_methods.single_view.ipynb 16
 @dataclasses.dataclass
 class CorruptionConfig(_ConfigBlock):
     "Models Genesis input corruption (METHODS §7.1), applied to the network input only."
@@ -146,7 +148,7 @@ class CorruptionConfig(_ConfigBlock):
             if isinstance(tr, RandomBezierIntensity): tr.n_points = self.bezier_points
         return t
 
-# %% ../../nbs/505_methods.single_view.ipynb 19
+# %% ../../nbs/505_methods.single_view.ipynb 21
 def body_region(
     subject: tio.Subject,  # subject whose `image` channel 0 defines the body
     threshold: (
@@ -168,7 +170,7 @@ def body_region(
     subject['_ssl3d_body'] = {**(cache if isinstance(cache, dict) else {}), key: out}
     return out
 
-# %% ../../nbs/505_methods.single_view.ipynb 20
+# %% ../../nbs/505_methods.single_view.ipynb 22
 def sample_body_view(subject:tio.Subject, # preprocessed subject, intensities in [0, 1]
                      cfg:ViewConfig, # crop settings (any config inheriting `ViewConfig`)
                      rng:np.random.Generator # the item's generator
@@ -194,6 +196,7 @@ def sample_body_view(subject:tio.Subject, # preprocessed subject, intensities in
     )
     return dict(geometry=g, region=(box[:3].copy(), box[3:] - box[:3]), spacing=g.source_spacing)
 
+# %% ../../nbs/505_methods.single_view.ipynb 23
 def sample_body_crop(subject:tio.Subject, # preprocessed subject, intensities in [0, 1]
                      cfg:ViewConfig, # crop settings (any config inheriting `ViewConfig`)
                      rng:np.random.Generator # the item's generator
@@ -209,7 +212,7 @@ def sample_body_crop(subject:tio.Subject, # preprocessed subject, intensities in
         )
     return dict(clean=clean, **v)
 
-# %% ../../nbs/505_methods.single_view.ipynb 26
+# %% ../../nbs/505_methods.single_view.ipynb 29
 class SingleViewMethod(PretextMethod):
     "Base of single-crop restoration methods: backbone, crop sampler, MG corruption; subclasses add heads, targets, loss."
     PRESETS = {'cpu-small': dict(backbone='cpu-small', crop_size=32),
@@ -248,7 +251,7 @@ class SingleViewMethod(PretextMethod):
         item['input'] = self.corrupt(crop['clean'])
         return item
 
-# %% ../../nbs/505_methods.single_view.ipynb 30
+# %% ../../nbs/505_methods.single_view.ipynb 33
 _RAW_ONLY = ('patch', 'patch_start', 'patch_size', 'pad', 'volume_index', 'mg_shuffle', 'mg_bezier', 'mg_paint')
 
 def _patch_size(cfg):
@@ -279,6 +282,7 @@ def _sv_prepare_batch(self, raw):
     batch['input'] = mg_corrupt_batch(clean, raw, self.corruption)
     return batch
 
+# %% ../../nbs/505_methods.single_view.ipynb 34
 def _sv_batch_targets(self, clean:Tensor # (B, C, S, S, S) clean views on the device
                      ) -> dict: # targets that need the voxels (none by default)
     "Voxel targets of a batch of clean views (the batched counterpart of the voxel part of `extra_targets`)."

@@ -25,6 +25,7 @@ __all__ = ['MOMENTUM_SCHEDULES', 'TwoViewConfig', 'two_view_augmentation', 'samp
 # %% ../../nbs/53_methods.two_view.ipynb 7
 MOMENTUM_SCHEDULES = ('cosine', 'constant')
 
+# %% ../../nbs/53_methods.two_view.ipynb 8
 @dataclasses.dataclass
 class TwoViewConfig(BackboneConfig):
     "Fields shared by the two-view teacher–student methods; defaults are PGL's paper values (METHODS §3.3–3.4)."
@@ -60,7 +61,7 @@ class TwoViewConfig(BackboneConfig):
         if self.momentum_schedule not in MOMENTUM_SCHEDULES:
             raise config_error(self, 'momentum_schedule', f"choose one of {list(MOMENTUM_SCHEDULES)}")
 
-# %% ../../nbs/53_methods.two_view.ipynb 9
+# %% ../../nbs/53_methods.two_view.ipynb 10
 def two_view_augmentation(cfg:TwoViewConfig # the method's config (intensity fields)
                          )->tio.Compose:
     "PGL's per-view intensity augmentation with the numbers of `cfg` (METHODS §3.3 steps 3–6)."
@@ -84,6 +85,7 @@ def sample_two_view_geometries(subject:tio.Subject, # subject with an `image` (C
                             flip_p=cfg.flip_p, min_overlap=cfg.min_overlap, source_spacing=img.spacing,
                             source_id=str(subject.get('id', '')))
 
+# %% ../../nbs/53_methods.two_view.ipynb 11
 def prepare_two_views(subject:tio.Subject, # subject with an `image` (C, X, Y, Z), preprocessed
                       rng:np.random.Generator, # the item's generator (every random choice)
                       cfg:TwoViewConfig, # view recipe and input size
@@ -101,7 +103,7 @@ def prepare_two_views(subject:tio.Subject, # subject with an `image` (C, X, Y, Z
             views.append(augment(v)['image'].data.float())
     return {'view1': views[0], 'view2': views[1], 'geom1': g1.to_tensor(), 'geom2': g2.to_tensor()}
 
-# %% ../../nbs/53_methods.two_view.ipynb 15
+# %% ../../nbs/53_methods.two_view.ipynb 17
 def _as_geoms(geom, n:int, where:str) -> list:
     gs = from_tensor(geom.detach().cpu()) if isinstance(geom, Tensor) else geom
     gs = [gs] if isinstance(gs, ViewGeometry) else list(gs)
@@ -121,6 +123,7 @@ def overlap_boxes(geom1, # view-1 geometries: list of ViewGeometry or a (B, 21) 
         out.append(o)
     return torch.tensor(np.stack(out), dtype=torch.float64)
 
+# %% ../../nbs/53_methods.two_view.ipynb 18
 def unflip(features:Tensor, # (B, C, X, Y, Z) maps in canvas orientation
            geom # per-sample ViewGeometry list or (B, 21) tensor
           )->Tensor: # the maps flipped back to source orientation
@@ -134,6 +137,7 @@ def unflip(features:Tensor, # (B, C, X, Y, Z) maps in canvas orientation
         out.append(f.flip(dims) if dims else f)
     return torch.stack(out)
 
+# %% ../../nbs/53_methods.two_view.ipynb 19
 def align_overlap(features:Tensor, # (B, C, x, y, z) feature maps of one view per sample, canvas orientation
                   geom, # per-sample ViewGeometry list or (B, 21) tensor (`ViewGeometry.to_tensor`)
                   overlap_box, # (B, 6) or (6,) overlap boxes in source edge coordinates (`overlap_boxes`)
@@ -158,7 +162,7 @@ def align_overlap(features:Tensor, # (B, C, x, y, z) feature maps of one view pe
     out = size if out_size is None else tuple(int(o) for o in out_size)
     return roi_align3d(unflip(features, gs), boxes, out, sampling_ratio)
 
-# %% ../../nbs/53_methods.two_view.ipynb 26
+# %% ../../nbs/53_methods.two_view.ipynb 30
 class TwoViewMethod(PretextMethod):
     "Base of two-view teacher–student methods: shared `prepare`, encoder from the backbone spec, EMA teacher, `transfer`."
     Config = TwoViewConfig
@@ -209,7 +213,7 @@ class TwoViewMethod(PretextMethod):
         return {'loss': loss, **{k: v.detach() for k, v in terms.items()},
                 'momentum': torch.tensor(self.momentum, device=loss.device)}
 
-# %% ../../nbs/53_methods.two_view.ipynb 32
+# %% ../../nbs/53_methods.two_view.ipynb 36
 import math
 from ..batched import view_patch_box, cut_patch, raw_patches, views_from_patches, intensity_params, intensity_batch
 
