@@ -11,7 +11,7 @@ plus the CPU cost of `prepare` per item (the DataLoader side). Not a test; run i
 
     python benchmarks/bench_mixcl.py --steps 5 [--preset cpu-small] [--batch 2] [--device cpu]
 """
-import argparse, statistics, sys, tempfile, time
+import statistics, sys, tempfile, time
 from pathlib import Path
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ from ssl3d.methods.core import PretextDataset, build_method
 from ssl3d.patches import collate, to_device
 import ssl3d.methods.mixcl  # noqa: F401  (registers 'mixcl')
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_two_view import time_interleaved  # noqa: E402
+from bench_two_view import bench_parser, time_interleaved  # noqa: E402
 
 
 def pooled_items(m, batch, shape, seed=0):
@@ -55,13 +55,8 @@ def bare_step(m, x, target):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--preset', default='cpu-small')
-    ap.add_argument('--batch', type=int, default=2)
-    ap.add_argument('--steps', type=int, default=5)
-    ap.add_argument('--device', default='auto')
+    ap = bench_parser(__doc__, batch=2)
     ap.add_argument('--shape', type=int, nargs=3, default=None, help='phantom shape (default: 2× the patch)')
-    ap.add_argument('--seed', type=int, default=0)
     a = ap.parse_args(argv)
     device = pick_device(a.device)
     torch.manual_seed(a.seed)

@@ -61,14 +61,19 @@ def bare_step(encoder, batch):
     return step
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def bench_parser(doc:str, batch:int) -> argparse.ArgumentParser:
+    "The options every step benchmark shares (preset, batch, interleaved rounds, device, seed)."
+    ap = argparse.ArgumentParser(description=doc.split('\n')[0])
     ap.add_argument('--preset', default='cpu-small')
-    ap.add_argument('--batch', type=int, default=4)
+    ap.add_argument('--batch', type=int, default=batch)
     ap.add_argument('--steps', type=int, default=5)
     ap.add_argument('--device', default='auto')
     ap.add_argument('--seed', type=int, default=0)
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None):
+    a = bench_parser(__doc__, batch=4).parse_args(argv)
     device = pick_device(a.device)
     torch.manual_seed(a.seed)
     ref = build_method('pgl', preset=a.preset).to(device).train()

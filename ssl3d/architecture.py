@@ -67,10 +67,6 @@ def architecture_fingerprint(net:nn.Module, # any network whose forward takes on
     parts = [f"{name} → {_fmt_shape(o[-1])}" for name, o in ((k, outputs.get(k)) for k, _ in net.named_children()) if o]
     desc = f"{type(net).__name__} ({n / 1e6:.3g} M params) at {C}@{'×'.join(map(str, size))}: " + '; '.join(parts)
     return dict(
-        hash=hashlib.sha256(blob.encode()).hexdigest()[:12],
-        description=desc,
-        input=[C, *size],
-        n_params=int(n),
-        structure=structure,
-        outputs=outs,
+        hash=hashlib.sha256(blob.encode()).hexdigest()[:12], description=desc, input=[C, *size], n_params=int(n),
+        structure=structure, outputs=outs,
     )

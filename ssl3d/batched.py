@@ -386,9 +386,7 @@ def raw_patches(raw:dict, # a collated raw batch on the device
         [
             cut_patch(device_volumes.get(i, dev), a, s, p)
             for i, a, s, p in zip(
-                raw['volume_index'].tolist(),
-                raw[f'patch_start{suffix}'].tolist(),
-                raw[f'patch_size{suffix}'].tolist(),
+                raw['volume_index'].tolist(), raw[f'patch_start{suffix}'].tolist(), raw[f'patch_size{suffix}'].tolist(),
                 raw['pad'],
             )
         ]

@@ -93,11 +93,8 @@ def preprocessing_record(modality:str='ct', # 'ct' or 'mr'
                         ) -> dict:
     "The preprocessing of `ssl3d.data.preprocessing` as plain JSON values."
     return dict(
-        modality=str(modality),
-        hu_range=[float(v) for v in hu_range],
-        percentiles=[float(v) for v in percentiles],
-        spacing=None if spacing is None else [float(v) for v in spacing],
-        crop_body=bool(crop_body),
+        modality=str(modality), hu_range=[float(v) for v in hu_range], percentiles=[float(v) for v in percentiles],
+        spacing=None if spacing is None else [float(v) for v in spacing], crop_body=bool(crop_body),
         orientation=orientation,
     )
 
@@ -111,11 +108,8 @@ def make_sidecar(
     prov = dict(provenance or {})
     data = prov.get('data') or {}
     pre = preprocessing_record(
-        data.get('modality', 'ct'),
-        data.get('hu_range', (-1000, 1000)),
-        data.get('percentiles', (0.5, 99.5)),
-        data.get('spacing'),
-        data.get('crop_body', True),
+        data.get('modality', 'ct'), data.get('hu_range', (-1000, 1000)), data.get('percentiles', (0.5, 99.5)),
+        data.get('spacing'), data.get('crop_body', True),
     )
     return dict(format=SIDECAR_FORMAT, method=prov.get('method'), config=prov.get('config', prov.get('method_config')),
                 backbone=prov.get('backbone'), weights_fingerprint=weights_fingerprint(state) if state else None,
@@ -158,10 +152,7 @@ def _legacy(path:Path) -> dict:
     state = {f'{m}.{k}': v for m in ('encoder', 'decoder') if isinstance(tr.get(m), dict) for k, v in tr[m].items()}
     return dict(
         transfer={'encoder': tr['encoder'], 'decoder': tr.get('decoder')},
-        sidecar=make_sidecar(prov, state, ck.get('step')),
-        provenance=prov,
-        path=path,
-        format='legacy-pt',
+        sidecar=make_sidecar(prov, state, ck.get('step')), provenance=prov, path=path, format='legacy-pt',
     )
 
 def weights_file(init:str|Path # run folder, HF-style folder, .safetensors or legacy final.pt (a local path)
@@ -191,9 +182,7 @@ def read_pretrained(init:str|Path # run folder, .safetensors, legacy final.pt, H
     prov = {
         **(sc.get('data') and {'data': sc['data']} or {}),
         **{k: sc.get(k) for k in ('method', 'config', 'backbone', 'dataset_fingerprint', 'preset')},
-        'version': sc.get('version'),
-        'git_commit': sc.get('commit'),
-        'preprocessing': sc.get('preprocessing'),
+        'version': sc.get('version'), 'git_commit': sc.get('commit'), 'preprocessing': sc.get('preprocessing'),
         'weights_fingerprint': sc.get('weights_fingerprint'),
     }
     return dict(transfer=tr, sidecar=sc, provenance=prov, path=path, format='safetensors')
@@ -232,41 +221,24 @@ def model_card(sidecar:dict, # the exported config
     ds = Path(str(sidecar.get('dataset') or 'unknown')).name
     tags = ['ssl3d', 'self-supervised-learning', 'medical-imaging', '3d', 'image-segmentation', m]
     lines = [
-        '---',
-        'library_name: ssl3d',
-        f'license: {licence}',
-        'tags:',
-        _yaml_list(tags),
-        'datasets:',
-        _yaml_list([ds]),
-        '---',
-        '',
+        '---', 'library_name: ssl3d', f'license: {licence}', 'tags:', _yaml_list(tags), 'datasets:', _yaml_list([ds]),
+        '---', '',
         f"# ssl3d {m} encoder",
         '',
         f"Self-supervised **{m}** pretraining with [ssl3d](https://github.com/ssl3d/ssl3d) (version {sidecar.get('version')}, "
         f"commit `{sidecar.get('commit')}`): a 3D encoder{' and decoder' if sidecar.get('has_decoder', True) else ''} for segmentation fine-tuning.",
-        '',
-        '| | |',
-        '|---|---|',
-        f"| method | {m} (preset {sidecar.get('preset')}) |",
-        f"| steps | {sidecar.get('steps')} |",
-        f"| backbone | `{json.dumps(sidecar.get('backbone'))}` |",
+        '', '| | |', '|---|---|', f"| method | {m} (preset {sidecar.get('preset')}) |",
+        f"| steps | {sidecar.get('steps')} |", f"| backbone | `{json.dumps(sidecar.get('backbone'))}` |",
         f"| weights fingerprint | `{sidecar.get('weights_fingerprint')}` |",
         f"| data | {ds}: {data.get('n_subjects', '?')} volumes, fingerprint `{str(sidecar.get('dataset_fingerprint'))[:16]}` |",
-        f"| modality | {pre.get('modality')} |",
-        f"| CT window (HU) | {pre.get('hu_range')} |",
-        f"| spacing (mm) | {pre.get('spacing') or 'native'} |",
-        f"| orientation | {pre.get('orientation')} |",
-        '',
+        f"| modality | {pre.get('modality')} |", f"| CT window (HU) | {pre.get('hu_range')} |",
+        f"| spacing (mm) | {pre.get('spacing') or 'native'} |", f"| orientation | {pre.get('orientation')} |", '',
     ]
     if results:
         lines += [
             '## Label efficiency',
-            '',
-            'Fine-tuned Dice (mean over the rows of the results file) per fraction of labelled training volumes:',
-            '',
-            '| label fraction | Dice | rows |',
-            '|---|---|---|',
+            '', 'Fine-tuned Dice (mean over the rows of the results file) per fraction of labelled training volumes:',
+            '', '| label fraction | Dice | rows |', '|---|---|---|',
         ]
         lines += [
             f"| {float(r['label_fraction']):g} | {float(r['dice']):.3f} | {r.get('n', '')} |" for r in results
@@ -275,11 +247,7 @@ def model_card(sidecar:dict, # the exported config
         lines += ['No label-efficiency result was recorded with this checkpoint.', '']
     lines += [
         '## Use',
-        '',
-        '```bash',
-        'ssl3d finetune --data DATA --init DIR_OR_hf://owner/name --out runs/ft',
-        '```',
-        '',
+        '', '```bash', 'ssl3d finetune --data DATA --init DIR_OR_hf://owner/name --out runs/ft', '```', '',
         'Fine-tuning rebuilds the network and the preprocessing from `config.json` and warns, naming the field, '
         'where your choices differ.',
         '',
@@ -323,9 +291,7 @@ def export_hf(
     cfg['dataset'] = name(cfg.get('dataset'))
     if isinstance(cfg.get('data'), dict):
         cfg['data'] = {
-            **cfg['data'],
-            'data': name(cfg['data'].get('data')),
-            'splits_file': name(cfg['data'].get('splits_file')),
+            **cfg['data'], 'data': name(cfg['data'].get('data')), 'splits_file': name(cfg['data'].get('splits_file')),
         }
     save_weights(out/WEIGHTS_NAME, state)
     save_json({**cfg, 'weights_sha256': file_sha256(out/WEIGHTS_NAME)}, out/'config.json')

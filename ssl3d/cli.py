@@ -14,12 +14,7 @@ __all__ = ['COMMAND_MODULES', 'build_parser', 'main']
 # %% ../nbs/80_cli.ipynb 5
 #: modules that register subcommands, imported when the CLI starts
 COMMAND_MODULES = [
-    'ssl3d.data',
-    'ssl3d.phantoms',
-    'ssl3d.pretrain',
-    'ssl3d.evaluate',
-    'ssl3d.finetune',
-    'ssl3d.demo',
+    'ssl3d.data', 'ssl3d.phantoms', 'ssl3d.pretrain', 'ssl3d.evaluate', 'ssl3d.finetune', 'ssl3d.demo',
     'ssl3d.experiments',
 ]
 

@@ -266,10 +266,8 @@ def make_subject(image:str|Path|list, # image file (3D, or 4D with channels last
     for p, what in [(f, 'image') for f in files] + [(label, 'label')]:
         if p is not None and not Path(p).is_file(): raise DataError(f"{p}: {what} file not found")
     kw = dict(
-        image=tio.ScalarImage(files if len(files) > 1 else image),
-        id=str(id or _stem(image)),
-        labelled=label is not None,
-        path=str(image),
+        image=tio.ScalarImage(files if len(files) > 1 else image), id=str(id or _stem(image)),
+        labelled=label is not None, path=str(image),
     )
     if label is not None: kw['label'] = tio.LabelMap(Path(label))
     return tio.Subject(**kw, **extra)
@@ -661,12 +659,8 @@ def summary_table(rows:list[dict] # from `validate_subjects`
     head = ('id', 'ch', 'shape', 'spacing (mm)', 'labels', 'intensity')
     body = [
         (
-            r['id'],
-            str(r['channels']),
-            _fmt(r['shape']),
-            _fmt(r['spacing']),
-            ','.join(map(str, r['labels'])) if r['labels'] is not None else '-',
-            f"[{r['min']:.4g}, {r['max']:.4g}]",
+            r['id'], str(r['channels']), _fmt(r['shape']), _fmt(r['spacing']),
+            ','.join(map(str, r['labels'])) if r['labels'] is not None else '-', f"[{r['min']:.4g}, {r['max']:.4g}]",
         )
         for r in rows
     ]

@@ -133,12 +133,9 @@ def plan_steps(cfg:DemoConfig, # demo settings (given step counts are kept)
     return dict(
         pretrain_steps=count(cfg.pretrain_steps, B['pretrain'], pretrain_cost, 'pretraining'),
         finetune_steps=count(
-            cfg.finetune_steps,
-            B['finetune'],
-            None if finetune_cost is None else finetune_cost * B['finetune_overhead'],
-            'fine-tuning',
-        ),
-        pretrain_seconds_per_step=None if pretrain_cost is None else round(pretrain_cost, 3),
+            cfg.finetune_steps, B['finetune'],
+            None if finetune_cost is None else finetune_cost * B['finetune_overhead'], 'fine-tuning',
+        ), pretrain_seconds_per_step=None if pretrain_cost is None else round(pretrain_cost, 3),
         finetune_seconds_per_step=None if finetune_cost is None else round(finetune_cost, 3),
         budget_seconds=cfg.budget_minutes * 60,
     )
@@ -159,18 +156,9 @@ def _pretrain(data, out_dir, cfg:DemoConfig, steps:int, device, splits_file, pro
     except ImportError as e: raise Ssl3dError("ssl3d.pretrain is not available; the demo needs it to pretrain") from e
     return Path(
         pretrain(
-            data,
-            method=cfg.method,
-            out_dir=out_dir,
-            preset=cfg.pretrain_preset,
-            steps=steps,
-            seed=cfg.seed,
-            device=device,
-            method_overrides=cfg.pretrain_overrides or None,
-            splits_file=splits_file,
-            progress=progress,
-            hu_range=tuple(cfg.hu_range),
-            spacing='preset' if cfg.voxel_spacing is None else tuple(cfg.voxel_spacing),
+            data, method=cfg.method, out_dir=out_dir, preset=cfg.pretrain_preset, steps=steps, seed=cfg.seed,
+            device=device, method_overrides=cfg.pretrain_overrides or None, splits_file=splits_file, progress=progress,
+            hu_range=tuple(cfg.hu_range), spacing='preset' if cfg.voxel_spacing is None else tuple(cfg.voxel_spacing),
         )
     )
 
@@ -204,9 +192,7 @@ def _write_results(out:Path, runs:dict, plan:dict, timings:dict, cfg:DemoConfig)
     S = {k: summarize_metrics(v) for k, v in runs.items()}
     fin = lambda x: None if x is None or not math.isfinite(x) else round(float(x), 5)
     res = dict(
-        config=config_to_dict(cfg),
-        plan=plan,
-        timings=timings,
+        config=config_to_dict(cfg), plan=plan, timings=timings,
         mean={k: {m: fin(s['mean'][m]['mean']) for m in s['metrics']} for k, s in S.items()},
         per_class={
             k: {c: {m: fin(s['per_class'][c][m]['mean']) for m in s['metrics']} for c in s['classes']}
@@ -245,11 +231,8 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
     given = {
         k: v
         for k, v in dict(
-            budget_minutes=budget_minutes,
-            pretrain_steps=pretrain_steps,
-            finetune_steps=finetune_steps,
-            label_fraction=label_fraction,
-            n=n,
+            budget_minutes=budget_minutes, pretrain_steps=pretrain_steps, finetune_steps=finetune_steps,
+            label_fraction=label_fraction, n=n,
         ).items()
         if v is not None
     }
@@ -313,18 +296,8 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
         with _stage(f'finetune {name}', timings, log) if busy else _Null():
             with time_budget(deadline(0.5 if k == 0 else 1.0, 2 - k)):
                 best = finetune(
-                    data,
-                    init,
-                    rd,
-                    cfg.label_fraction,
-                    cfg.seed,
-                    cfg.finetune_preset,
-                    plan['finetune_steps'],
-                    device,
-                    spath,
-                    ov,
-                    progress=progress,
-                    verbose=verbose,
+                    data, init, rd, cfg.label_fraction, cfg.seed, cfg.finetune_preset, plan['finetune_steps'], device,
+                    spath, ov, progress=progress, verbose=verbose,
                 )
         save_json(timings, tfile)
         ed = out/f'eval_{name}'
@@ -352,8 +325,7 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
     replanned = {
         s: load_json(out / d / 'config.json').get('replanned')
         for s, d in (
-            ('pretrain', 'pretrain'),
-            ('finetune random', 'finetune_random'),
+            ('pretrain', 'pretrain'), ('finetune random', 'finetune_random'),
             (f'finetune {name_p}', f'finetune_{name_p}'),
         )
         if (out / d / 'config.json').exists()
@@ -409,11 +381,7 @@ def _cfg_demo(p):
         '--shape', type=int, nargs=3, default=None, metavar=('X', 'Y', 'Z'), help='phantom grid (default 84 64 84)'
     )
     p.add_argument(
-        '--spacing',
-        type=float,
-        nargs=3,
-        default=None,
-        metavar=('SX', 'SY', 'SZ'),
+        '--spacing', type=float, nargs=3, default=None, metavar=('SX', 'SY', 'SZ'),
         help='phantom spacing in mm (default 4 4 4)',
     )
     p.add_argument('--seed', type=int, default=None)
@@ -426,12 +394,8 @@ def _run_demo(a):
     extra = {
         k: v
         for k, v in dict(
-            n_unlabelled=a.n_unlabelled,
-            shape=a.shape and tuple(a.shape),
-            spacing=a.spacing and tuple(a.spacing),
-            seed=a.seed,
-            finetune_preset=a.finetune_preset,
-            pretrain_preset=a.pretrain_preset,
+            n_unlabelled=a.n_unlabelled, shape=a.shape and tuple(a.shape), spacing=a.spacing and tuple(a.spacing),
+            seed=a.seed, finetune_preset=a.finetune_preset, pretrain_preset=a.pretrain_preset,
         ).items()
         if v is not None
     }
@@ -439,8 +403,6 @@ def _run_demo(a):
     return 0
 
 register_command(
-    'demo',
-    'the README demo: pretrain VectorPOSE on phantoms, fine-tune random vs pretrained, compare',
-    _cfg_demo,
+    'demo', 'the README demo: pretrain VectorPOSE on phantoms, fine-tune random vs pretrained, compare', _cfg_demo,
     _run_demo,
 )

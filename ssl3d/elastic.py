@@ -207,9 +207,7 @@ class RandomElasticWarp(RandomTransform, tio.SpatialTransform):
         super().__init__(**kwargs)
         random_control_points(num_control_points, max_displacement, locked_borders=locked_borders)   # validates
         self.num_control_points, self.max_displacement, self.locked_borders = (
-            num_control_points,
-            max_displacement,
-            locked_borders,
+            num_control_points, max_displacement, locked_borders,
         )
 
     def apply_transform(self, subject:tio.Subject)->tio.Subject:

@@ -74,15 +74,8 @@ def sliding_window_predict(model:Callable, # maps (B,C,X,Y,Z) to (B,K,X,Y,Z) log
     try:
         with torch.no_grad():
             out = sliding_window_inference(
-                image,
-                roi,
-                int(sw_batch_size),
-                _pad_to_multiple(predictor, int(size_multiple)),
-                overlap=overlap,
-                mode=mode,
-                sigma_scale=sigma_scale,
-                sw_device=dev,
-                device=image.device,
+                image, roi, int(sw_batch_size), _pad_to_multiple(predictor, int(size_multiple)), overlap=overlap,
+                mode=mode, sigma_scale=sigma_scale, sw_device=dev, device=image.device,
             )
     finally:
         if was_training: model.train()
@@ -175,10 +168,7 @@ def segmentation_metrics(
                 vals['hd'][both] = compute_hausdorff_distance(Pb, Gb, include_background=True, spacing=sp)[0].double()
             if 'nsd' in vals:
                 vals['nsd'][both] = compute_surface_dice(
-                    Pb,
-                    Gb,
-                    class_thresholds=[float(nsd_tolerance)] * int(both.sum()),
-                    include_background=True,
+                    Pb, Gb, class_thresholds=[float(nsd_tolerance)] * int(both.sum()), include_background=True,
                     spacing=sp,
                 )[0].double()
     return [dict(volume=str(volume), **{'class': names[k]}, metric=m, value=float(vals[m][k]))
@@ -200,10 +190,8 @@ def _unique(seq) -> list: return list(dict.fromkeys(seq))
 def _stats(vs:list[float]) -> dict:
     v = np.asarray(vs, dtype=np.float64); fin = v[np.isfinite(v)]
     return dict(
-        mean=float(fin.mean()) if fin.size else float('nan'),
-        std=float(fin.std()) if fin.size else float('nan'),
-        n=int(fin.size),
-        n_nan=int(v.size - fin.size),
+        mean=float(fin.mean()) if fin.size else float('nan'), std=float(fin.std()) if fin.size else float('nan'),
+        n=int(fin.size), n_nan=int(v.size - fin.size),
     )
 
 # %% ../nbs/65_evaluate.ipynb 30
@@ -567,9 +555,7 @@ def _cfg_evaluate(p):
     p.add_argument('--model', required=True, help='fine-tuned checkpoint (best.pt) or its run folder')
     p.add_argument('--out', required=True, help='folder for metrics.csv, metrics.json and predictions/')
     p.add_argument(
-        '--split',
-        default='test',
-        choices=list(EVAL_SPLITS),
+        '--split', default='test', choices=list(EVAL_SPLITS),
         help="cases: the model's split ('test', 'val', 'train'), the dataset's test list ('msd-test') "
              "or 'all' labelled",
     )
@@ -586,9 +572,7 @@ def _run_evaluate(a):
     return 0
 
 register_command(
-    'evaluate',
-    'evaluate a fine-tuned model on a split: metrics.csv/json and NIfTI predictions',
-    _cfg_evaluate,
+    'evaluate', 'evaluate a fine-tuned model on a split: metrics.csv/json and NIfTI predictions', _cfg_evaluate,
     _run_evaluate,
 )
 

@@ -58,9 +58,7 @@ def read_results(paths_or_dir, # a CSV file, a run folder, or a list of CSV file
         if not f.exists(): raise Ssl3dError(f"{f}: results file not found")
         try:
             df = pd.read_csv(
-                f,
-                dtype=_STR_COLS,
-                keep_default_na=False,
+                f, dtype=_STR_COLS, keep_default_na=False,
                 na_values={'label_fraction': [''], 'value': ['', 'nan', 'NaN']},
             )
         except pd.errors.EmptyDataError as e:
@@ -219,14 +217,8 @@ def run_notebook(nb_path:str|Path, # the parameterized notebook
     out = out_dir/'executed.ipynb'
     try:
         pm.execute_notebook(
-            str(nb_path),
-            str(out),
-            parameters=dict(parameters or {}),
-            kernel_name=kernel_name,
-            cwd=str(out_dir),
-            log_output=log_output,
-            progress_bar=False,
-            execution_timeout=timeout,
+            str(nb_path), str(out), parameters=dict(parameters or {}), kernel_name=kernel_name, cwd=str(out_dir),
+            log_output=log_output, progress_bar=False, execution_timeout=timeout,
             # quiet ipykernel's start-up and shutdown log lines (IPython kernels only; others would reject the flag)
             extra_arguments=['--IPKernelApp.log_level=CRITICAL'] if kernel_name.startswith('python') else [],
         )
@@ -282,11 +274,7 @@ def _configure_grid(p:argparse.ArgumentParser):
     p.add_argument('-p', '--parameter', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
                    help='a parameter fixed for every cell (repeatable)')
     p.add_argument(
-        '--axis',
-        nargs='+',
-        action='append',
-        default=[],
-        metavar='NAME|VALUE',
+        '--axis', nargs='+', action='append', default=[], metavar='NAME|VALUE',
         help='a grid axis: its name then its values, e.g. --axis seed 0 1 2 (repeatable; axes are combined as a cartesian product)',
     )
     p.add_argument('--processes', type=int, default=2, help='notebooks executed at once (0: one per CPU core)')
@@ -315,10 +303,8 @@ def _run_grid_command(a:argparse.Namespace) -> int:
     return 1 if res.failed else 0
 
 _grid_command = register_command(
-    'grid',
-    'run a parameterized notebook over a grid of parameters with papermill (resumable, parallel)',
-    _configure_grid,
-    _run_grid_command,
+    'grid', 'run a parameterized notebook over a grid of parameters with papermill (resumable, parallel)',
+    _configure_grid, _run_grid_command,
 )
 
 # %% ../nbs/90_experiments.ipynb 33
@@ -570,18 +556,7 @@ def paired_tests(
                 except ValueError: pass
             out.append(row)
     cols = [
-        *by,
-        'method',
-        'reference',
-        'n',
-        'mean',
-        'mean_reference',
-        'diff',
-        'ci_low',
-        'ci_high',
-        't',
-        'p_t',
-        'w',
+        *by, 'method', 'reference', 'n', 'mean', 'mean_reference', 'diff', 'ci_low', 'ci_high', 't', 'p_t', 'w',
         'p_wilcoxon',
     ]
     res = pd.DataFrame(out, columns=cols)
@@ -637,8 +612,7 @@ def plot_label_efficiency(df, # tidy results (DataFrame)
         ax.set_xscale('log'); ax.set_xticks(fr); ax.set_xticklabels([_col_label('label_fraction', f) for f in fr])
         ax.minorticks_off()
         ax.set(
-            xlabel='label fraction (of the training split)',
-            ylabel=f"{metric}{' (%)' if scale == 100 else ''}",
+            xlabel='label fraction (of the training split)', ylabel=f"{metric}{' (%)' if scale == 100 else ''}",
             title=ds,
         )
         ax.grid(alpha=0.3)
@@ -673,8 +647,7 @@ def plot_class_heatmap(df, # tidy results (DataFrame)
         tab, annot=True, fmt='.1f', cmap=cmap, ax=ax, cbar_kws=dict(label=f"{metric}{' (%)' if scale == 100 else ''}")
     )
     ax.set(
-        xlabel='class',
-        ylabel='method',
+        xlabel='class', ylabel='method',
         title=f"{d['dataset'].iloc[0]}, {_col_label('label_fraction', label_fraction)} labels",
     )
     fig.tight_layout()

@@ -121,24 +121,13 @@ def _val_volumes(subjects, transform) -> list:
 
 def _seg_meta(net, info, cfg, K, names, modality, step, val_dice, splits, prov, selection):
     return dict(
-        format=SEG_FORMAT,
-        model={k: v.detach().cpu() for k, v in net.state_dict().items()},
-        backbone=info['backbone'],
-        n_classes=K,
-        class_names=list(names),
-        patch_size=list(cfg.patch_size),
-        overlap=cfg.overlap,
+        format=SEG_FORMAT, model={k: v.detach().cpu() for k, v in net.state_dict().items()}, backbone=info['backbone'],
+        n_classes=K, class_names=list(names), patch_size=list(cfg.patch_size), overlap=cfg.overlap,
         preprocessing=dict(
-            modality=modality,
-            spacing=None if cfg.spacing is None else list(cfg.spacing),
-            hu_range=list(cfg.hu_range),
+            modality=modality, spacing=None if cfg.spacing is None else list(cfg.spacing), hu_range=list(cfg.hu_range),
             crop_body=cfg.crop_body,
-        ),
-        step=int(step),
-        val_dice=float(val_dice),
-        selection=selection,
-        splits={k: splits[k] for k in ('train', 'val', 'test', 'seed')},
-        provenance=prov,
+        ), step=int(step), val_dice=float(val_dice), selection=selection,
+        splits={k: splits[k] for k in ('train', 'val', 'test', 'seed')}, provenance=prov,
     )
 
 # %% ../nbs/70_finetune.ipynb 24
@@ -205,14 +194,8 @@ def finetune(
     splits, spath = ensure_splits(data, seed, splits_file, cfg.split_fractions, fallback_dir=out)
     lab_ids = label_subset(splits['train'], label_fraction, seed)
     settings = dict(
-        data=str(Path(data).resolve()),
-        init=str(init),
-        label_fraction=float(label_fraction),
-        seed=int(seed),
-        preset=preset,
-        config=config_to_dict(cfg),
-        splits_file=str(spath),
-        labelled_ids=lab_ids,
+        data=str(Path(data).resolve()), init=str(init), label_fraction=float(label_fraction), seed=int(seed),
+        preset=preset, config=config_to_dict(cfg), splits_file=str(spath), labelled_ids=lab_ids,
         init_fingerprint=None if ipath is None else file_sha256(ipath),
     )  # the init's identity, whatever its path
     done = out/'finetune.json'
@@ -248,27 +231,14 @@ def finetune(
     transform = preprocessing(modality, spacing=cfg.spacing, hu_range=tuple(cfg.hu_range), crop_body=cfg.crop_body)
     probs = {0: cfg.background_weight, **{k: 1.0 for k in range(1, K)}}
     patches = PatchDataset(
-        train_s,
-        cfg.patch_size,
-        cfg.samples_per_volume,
-        probs,
-        transform,
-        finetune_augmentation(flip_p=cfg.flip_p) if cfg.augment else None,
-        seed=seed,
-        num_workers=cfg.num_workers,
+        train_s, cfg.patch_size, cfg.samples_per_volume, probs, transform,
+        finetune_augmentation(flip_p=cfg.flip_p) if cfg.augment else None, seed=seed, num_workers=cfg.num_workers,
     )
     vols = _val_volumes(val_s, transform)
     prov = dict(
-        method='finetune',
-        init=str(init),
-        init_method=(minfo['init_provenance'] or {}).get('method', 'none'),
-        init_provenance=minfo['init_provenance'],
-        config=config_to_dict(cfg),
-        label_fraction=float(label_fraction),
-        seed=int(seed),
-        dataset_fingerprint=fp,
-        dataset=info['name'],
-        architecture=arch['hash'],
+        method='finetune', init=str(init), init_method=(minfo['init_provenance'] or {}).get('method', 'none'),
+        init_provenance=minfo['init_provenance'], config=config_to_dict(cfg), label_fraction=float(label_fraction),
+        seed=int(seed), dataset_fingerprint=fp, dataset=info['name'], architecture=arch['hash'],
     )
     every = cfg.eval_every or max(min(cfg.steps, 10), cfg.steps // 4)
     tcfg = train_config(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -291,16 +261,7 @@ def finetune(
             save_checkpoint(
                 best_path,
                 **_seg_meta(
-                    model.net,
-                    minfo,
-                    cfg,
-                    K,
-                    names,
-                    modality,
-                    step,
-                    d,
-                    splits,
-                    trainer.provenance,
+                    model.net, minfo, cfg, K, names, modality, step, d, splits, trainer.provenance,
                     'val_dice' if vols else 'last (no validation cases)',
                 ),
             )
@@ -312,13 +273,8 @@ def finetune(
     best = load_checkpoint(best_path)
     save_json(
         {
-            **settings,
-            'dataset_fingerprint': fp,
-            'finished': True,
-            'best_val_dice': best['val_dice'],
-            'best_step': best['step'],
-            'architecture': arch['hash'],
-            'seconds': round(time.time() - t0, 1),
+            **settings, 'dataset_fingerprint': fp, 'finished': True, 'best_val_dice': best['val_dice'],
+            'best_step': best['step'], 'architecture': arch['hash'], 'seconds': round(time.time() - t0, 1),
         },
         done,
     )
@@ -330,8 +286,7 @@ def finetune(
 def _cfg_finetune(p):
     p.add_argument('--data', required=True, help='dataset folder (MSD, images/+labels/) or CSV manifest')
     p.add_argument(
-        '--init',
-        default='none',
+        '--init', default='none',
         help="pretrained weights: run folder, model.safetensors, final.pt, HF-style folder, hf://owner/name; or 'none' (random init)",
     )
     p.add_argument('--label-fraction', type=float, default=0.1, help='fraction of the training split used with labels')
@@ -348,8 +303,7 @@ def _cfg_finetune(p):
     p.add_argument('--no-decoder', action='store_true', help="do not load the checkpoint's decoder")
     p.add_argument('--allow-shape-mismatch', action='store_true', help='skip (and report) weights whose shapes differ')
     p.add_argument(
-        '--allow-missing-keys',
-        action='store_true',
+        '--allow-missing-keys', action='store_true',
         help='fine-tune even when the checkpoint lacks expected weights (reported)',
     )
     p.add_argument(
@@ -376,20 +330,16 @@ def _run_finetune(a):
 def _cfg_export(p):
     p.add_argument('--model', required=True, help='pretrained final.pt or fine-tuned best.pt (or a run folder)')
     p.add_argument(
-        '--out',
-        default=None,
+        '--out', default=None,
         help='monai: output state dict (+ .json with the network and kwargs; default encoder_monai.pt); hf: output folder',
     )
     p.add_argument(
-        '--format',
-        default='monai',
-        choices=['monai', 'hf'],
+        '--format', default='monai', choices=['monai', 'hf'],
         help="monai: encoder for MONAI's ResNet; hf: Hugging Face-style folder (config.json, model.safetensors, README.md)",
     )
     p.add_argument('--licence', default='other', help='hf: licence field of the model card')
     p.add_argument(
-        '--results',
-        default=None,
+        '--results', default=None,
         help='hf: label-efficiency results for the model card (tidy results.csv of ssl3d.experiments)',
     )
 
@@ -408,14 +358,10 @@ def _run_export(a):
     return 0
 
 register_command(
-    'finetune',
-    'fine-tune a segmentation network from a pretrained checkpoint (or random init)',
-    _cfg_finetune,
+    'finetune', 'fine-tune a segmentation network from a pretrained checkpoint (or random init)', _cfg_finetune,
     _run_finetune,
 )
 register_command(
-    'export',
-    "export a checkpoint's encoder for MONAI's ResNet, or a Hugging Face-style model folder",
-    _cfg_export,
+    'export', "export a checkpoint's encoder for MONAI's ResNet, or a Hugging Face-style model folder", _cfg_export,
     _run_export,
 )

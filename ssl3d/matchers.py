@@ -109,10 +109,7 @@ class NCCMatcher(Matcher):
                 ):
         if step < 1 or down < 1: raise Ssl3dError(f"NCCMatcher: step={step} and down={down} must be >= 1")
         self.base, self.radius, self.step, self.down = (
-            base or BBoxMatcher(),
-            tuple(int(r) for r in radius),
-            int(step),
-            int(down),
+            base or BBoxMatcher(), tuple(int(r) for r in radius), int(step), int(down),
         )
         self._pooled = {}
 

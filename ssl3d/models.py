@@ -316,9 +316,7 @@ def _build_registered(arch, depth, in_channels, base_width, preset, layout, deco
     if arch not in BACKBONE_ARCHS and arch in LAZY_ARCH_MODULES:
         importlib.import_module(LAZY_ARCH_MODULES[arch])  # lazily: models.py must not import the modules built on it
     resnet_only = dict(
-        depth=depth,
-        base_width=base_width,
-        decoder_widths=decoder_widths,
+        depth=depth, base_width=base_width, decoder_widths=decoder_widths,
         layout=None if layout == 'standard' else layout,
     )
     bad = sorted(k for k, v in resnet_only.items() if v is not None)

@@ -175,10 +175,7 @@ def patch_loader(
             subjects, patch_size, samples_per_volume, label_probabilities, transform, augment, seed, pad, num_workers
         )
         return DataLoader(
-            ds,
-            batch_size=batch_size,
-            sampler=EpochSampler(len(ds), shuffle, seed),
-            num_workers=num_workers,
+            ds, batch_size=batch_size, sampler=EpochSampler(len(ds), shuffle, seed), num_workers=num_workers,
             persistent_workers=num_workers > 0,
         )
     if backend != 'queue': raise Ssl3dError(f"backend={backend!r}; choose 'memory' or 'queue'")

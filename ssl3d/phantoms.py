@@ -199,31 +199,11 @@ _HEART_HU = dict(  # ANATOMY.md §1, cardiac CTA table; one arterial phase
 
 # %% ../nbs/02_phantoms.ipynb 18
 _MR = dict(  # T1-weighted, contrast-enhanced, arbitrary units ⚑ (no ANATOMY source; relative order only)
-    air=(0, 0),
-    fat=(0.85, 1.0),
-    muscle=(0.3, 0.38),
-    liver=(0.5, 0.6),
-    spleen=(0.42, 0.5),
-    kidney=(0.55, 0.7),
-    kidney_medulla=(0.45, 0.6),
-    pancreas=(0.55, 0.65),
-    adrenal=(0.4, 0.5),
-    gallbladder=(0.1, 0.2),
-    esophagus=(0.35, 0.45),
-    stomach=(0.45, 0.55),
-    stomach_content=(0.1, 0.2),
-    aorta=(0.7, 0.9),
-    ivc=(0.6, 0.8),
-    portal_vein=(0.7, 0.85),
-    bowel=(0.35, 0.5),
-    bone=(0.55, 0.7),
-    cortical=(0.03, 0.08),
-    disc=(0.2, 0.3),
-    csf=(0.1, 0.15),
-    lesion=(0.25, 0.35),
-    lung=(0.03, 0.06),
-    blood=(0.7, 0.9),
-    myocardium=(0.3, 0.4),
+    air=(0, 0), fat=(0.85, 1.0), muscle=(0.3, 0.38), liver=(0.5, 0.6), spleen=(0.42, 0.5), kidney=(0.55, 0.7),
+    kidney_medulla=(0.45, 0.6), pancreas=(0.55, 0.65), adrenal=(0.4, 0.5), gallbladder=(0.1, 0.2),
+    esophagus=(0.35, 0.45), stomach=(0.45, 0.55), stomach_content=(0.1, 0.2), aorta=(0.7, 0.9), ivc=(0.6, 0.8),
+    portal_vein=(0.7, 0.85), bowel=(0.35, 0.5), bone=(0.55, 0.7), cortical=(0.03, 0.08), disc=(0.2, 0.3),
+    csf=(0.1, 0.15), lesion=(0.25, 0.35), lung=(0.03, 0.06), blood=(0.7, 0.9), myocardium=(0.3, 0.4),
     abdomen=(0.45, 0.55),
 )
 _TEX = dict(liver=8, spleen=8, kidney=8, pancreas=10, fat=10, muscle=6, bowel=10, stomach=5, lung=25, myocardium=8,
@@ -325,8 +305,7 @@ def _abdomen(rng, lesions):
         inner = np.where(P[1] > gas_y, np.float32(v['air']), np.float32(v['stomach_content']))
         return np.where(d > -4, np.float32(v['stomach']), inner).astype(np.float32)
     ops += [
-        _Paint(liver, 'liver', L['liver']),
-        _Paint(spleen, 'spleen', L['spleen']),
+        _Paint(liver, 'liver', L['liver']), _Paint(spleen, 'spleen', L['spleen']),
         _Paint(stomach, stomach_val, L['stomach']),
     ]
 
@@ -350,17 +329,14 @@ def _abdomen(rng, lesions):
     # vessels: aorta (+ unlabelled iliacs), IVC (flat oval), portal + splenic vein
     aorta = _Tube(
         [(-8, -27, 240), _jit(rng, (-8, -27, 100), 2), _jit(rng, (-10, -26, 0), 2), (-8, -26, -105)],
-        [12, 11.5, 10, 8.5],
-        n=8,
+        [12, 11.5, 10, 8.5], n=8,
     )
     iliac = _Tube([(-8, -26, -100), (20, -24, -160), (45, -20, -230)], 6.5) | _Tube(
         [(-8, -26, -100), (-35, -24, -160), (-60, -20, -230)], 6.5
     )
     ivc = _Tube(
-        [(18, -20, -150), _jit(rng, (22, -24, -40), 2), _jit(rng, (26, -18, 60), 2), (22, -5, 200)],
-        13,
-        squash=(1, 1.6, 1),
-        n=8,
+        [(18, -20, -150), _jit(rng, (22, -24, -40), 2), _jit(rng, (26, -18, 60), 2), (22, -5, 200)], 13,
+        squash=(1, 1.6, 1), n=8,
     )
     pv = _Tube([(4, 5, -8), _jit(rng, (25, 8, 15), 2), _jit(rng, (48, 10, 40), 3)], 7) \
         | _Tube([(4, 5, -8), (-30, -2, 0), _jit(rng, (-60, -12, 12), 3), _jit(rng, (-82, -25, 30), 3)], 4.5, n=8)
@@ -414,12 +390,7 @@ def _lesions(rng, hosts, label):
 ABDOMEN_LABELS = ['spleen', 'right_kidney', 'left_kidney', 'gallbladder', 'esophagus', 'liver', 'stomach', 'aorta',
                   'inferior_vena_cava', 'portal_splenic_vein', 'pancreas', 'right_adrenal', 'left_adrenal']
 HEART_LABELS = [
-    'myocardium',
-    'left_atrium',
-    'left_ventricle',
-    'right_atrium',
-    'right_ventricle',
-    'ascending_aorta',
+    'myocardium', 'left_atrium', 'left_ventricle', 'right_atrium', 'right_ventricle', 'ascending_aorta',
     'pulmonary_artery',
 ]
 
@@ -450,9 +421,7 @@ def _heart(rng, lesions):
     ops.append(
         _Paint(
             _Ell(rv_c, np.array([40, 35, 24]) * g * rng.uniform(0.93, 1.07, 3), Ru @ _rot(0, 0, 0))
-            - _Ell(lv_c, (L_lv + wall, r_lv + wall, r_lv + wall), Ru),
-            'blood',
-            L['right_ventricle'],
+            - _Ell(lv_c, (L_lv + wall, r_lv + wall, r_lv + wall), Ru), 'blood', L['right_ventricle'],
         )
     )
     ops.append(
@@ -472,8 +441,7 @@ def _heart(rng, lesions):
     av = base + np.array([8, 8, 6])
     aa = _Tube(
         [av, av + _jit(rng, (12, 5, 35), 3), av + (4, -5, 75), av + (-15, -30, 100), (-25, -40, 120)],
-        15 * rng.uniform(0.9, 1.1),
-        n=10,
+        15 * rng.uniform(0.9, 1.1), n=10,
     )
     pv = base + np.array([-14, 30, 14])
     pa = (
@@ -487,45 +455,20 @@ def _heart(rng, lesions):
 # %% ../nbs/02_phantoms.ipynb 27
 PHANTOM_PRESETS = {
     'abdomen': PhantomPreset(
-        'abdomen',
-        ABDOMEN_LABELS,
-        _ABDOMEN_HU,
-        dict(native=0.15, arterial=0.25, portal=0.6),
+        'abdomen', ABDOMEN_LABELS, _ABDOMEN_HU, dict(native=0.15, arterial=0.25, portal=0.6),
         dict(
-            spleen='spleen',
-            right_kidney='kidney',
-            left_kidney='kidney',
-            gallbladder='gallbladder',
-            esophagus='esophagus',
-            liver='liver',
-            stomach='stomach',
-            aorta='aorta',
-            inferior_vena_cava='ivc',
-            portal_splenic_vein='portal_vein',
-            pancreas='pancreas',
-            right_adrenal='adrenal',
-            left_adrenal='adrenal',
+            spleen='spleen', right_kidney='kidney', left_kidney='kidney', gallbladder='gallbladder',
+            esophagus='esophagus', liver='liver', stomach='stomach', aorta='aorta', inferior_vena_cava='ivc',
+            portal_splenic_vein='portal_vein', pancreas='pancreas', right_adrenal='adrenal', left_adrenal='adrenal',
             lesion='lesion',
-        ),
-        (-110.0, 160.0),
-        _abdomen,
+        ), (-110.0, 160.0), _abdomen,
     ),
     'heart': PhantomPreset(
-        'heart',
-        HEART_LABELS,
-        _HEART_HU,
-        dict(cta=1.0),
+        'heart', HEART_LABELS, _HEART_HU, dict(cta=1.0),
         dict(
-            myocardium='myocardium',
-            left_atrium='blood',
-            left_ventricle='blood',
-            right_atrium='blood',
-            right_ventricle='blood',
-            ascending_aorta='blood',
-            pulmonary_artery='blood',
-        ),
-        (-75.0, 140.0),
-        _heart,
+            myocardium='myocardium', left_atrium='blood', left_ventricle='blood', right_atrium='blood',
+            right_ventricle='blood', ascending_aorta='blood', pulmonary_artery='blood',
+        ), (-75.0, 140.0), _heart,
     ),
 }
 
@@ -626,23 +569,16 @@ def make_phantom(
         img = np.sqrt((img * bias + n1) ** 2 + n2 ** 2)  # Rician magnitude noise
     labels = phantom_labels(pre, lesions)
     meta = dict(
-        preset=pre.name,
-        seed=int(seed),
-        phase=str(phase),
-        modality=modality,
-        noise_sd=float(sd),
-        spacing=[float(s) for s in spacing],
-        scale=[float(s) for s in S],
+        preset=pre.name, seed=int(seed), phase=str(phase), modality=modality, noise_sd=float(sd),
+        spacing=[float(s) for s in spacing], scale=[float(s) for s in S],
         label_values={
             n: float(vals[pre.label_tissue[n]]) for n in list(labels.values())[1:] if pre.label_tissue.get(n) in vals
         },
     )
     return tio.Subject(
         image=tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(img, np.float32))[None], affine=affine),
-        label=tio.LabelMap(tensor=torch.from_numpy(cv.lab)[None], affine=affine),
-        id=f"{pre.name}_{int(seed):04d}",
-        labelled=True,
-        phantom=meta,
+        label=tio.LabelMap(tensor=torch.from_numpy(cv.lab)[None], affine=affine), id=f"{pre.name}_{int(seed):04d}",
+        labelled=True, phantom=meta,
     )
 
 
@@ -742,46 +678,25 @@ def write_phantom_dataset(
             name=f"phantom_{pre.name}",
             description=f"ssl3d procedural {pre.name} phantoms ({modality.upper()}), seed {seed}",
             channel_names={str(c): 'CT' if modality == 'ct' else 'T1' for c in range(channels)},
-            labels={v: int(i) for i, v in labels.items()},
-            numTraining=n,
-            file_ending='.nii.gz',
-            licence="CC0",
+            labels={v: int(i) for i, v in labels.items()}, numTraining=n, file_ending='.nii.gz', licence="CC0",
             phantom=dict(
-                preset=pre.name,
-                seed=seed,
-                shape=list(shape),
-                modality=modality,
-                lesions=lesions,
-                fov=fov,
-                channels=channels,
-                spacing=None if spacing is None else list(spacing),
+                preset=pre.name, seed=seed, shape=list(shape), modality=modality, lesions=lesions, fov=fov,
+                channels=channels, spacing=None if spacing is None else list(spacing),
             ),
         )
         return save_json(meta, out / 'dataset.json')
     meta = dict(
         name=f"phantom_{pre.name}",
         description=f"ssl3d procedural {pre.name} phantoms ({modality.upper()}), seed {seed}",
-        reference="ssl3d.phantoms",
-        licence="CC0",
-        release="ssl3d",
-        tensorImageSize="3D",
-        modality={str(c): "CT" if modality == 'ct' else "MRI" for c in range(channels)},
-        labels=labels,
-        numTraining=n,
-        numTest=n_test,
-        numUnlabelled=n_unlabelled,
+        reference="ssl3d.phantoms", licence="CC0", release="ssl3d", tensorImageSize="3D",
+        modality={str(c): "CT" if modality == 'ct' else "MRI" for c in range(channels)}, labels=labels, numTraining=n,
+        numTest=n_test, numUnlabelled=n_unlabelled,
         training=[dict(image=f"./imagesTr/{f}", label=f"./labelsTr/{f}") for f in lists['imagesTr']],
         test=[f"./imagesTs/{f}" for f in lists['imagesTs']],
         unlabelled=[f"./imagesUnlabelled/{f}" for f in lists['imagesUnlabelled']],
         phantom=dict(
-            preset=pre.name,
-            seed=seed,
-            shape=list(shape),
-            spacing=None if spacing is None else list(spacing),
-            modality=modality,
-            lesions=lesions,
-            fov=fov,
-            test_labels="./labelsTs",
+            preset=pre.name, seed=seed, shape=list(shape), spacing=None if spacing is None else list(spacing),
+            modality=modality, lesions=lesions, fov=fov, test_labels="./labelsTs",
             organs=None if organs is None else list(organs),
         ),
     )
@@ -797,34 +712,22 @@ def _configure(p):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--shape', type=int, nargs=3, default=[128, 128, 96], metavar=('X', 'Y', 'Z'))
     p.add_argument(
-        '--spacing',
-        type=float,
-        nargs=3,
-        default=None,
-        metavar=('SX', 'SY', 'SZ'),
+        '--spacing', type=float, nargs=3, default=None, metavar=('SX', 'SY', 'SZ'),
         help='mm; default: sampled per subject',
     )
     p.add_argument('--modality', default='ct', choices=['ct', 'mr'])
     p.add_argument('--lesions', action='store_true', help="add a 'lesion' label (abdomen)")
     p.add_argument('--fov', default='full', choices=['full', 'random'])
     p.add_argument(
-        '--organs',
-        nargs='+',
-        default=None,
-        metavar='NAME',
+        '--organs', nargs='+', default=None, metavar='NAME',
         help='annotate only these structures (renumbered 1..k); the rest is background',
     )
     p.add_argument(
-        '--format',
-        default='msd',
-        choices=['msd', 'nnunet'],
+        '--format', default='msd', choices=['msd', 'nnunet'],
         help='MSD (dataset.json lists) or nnU-Net v2 raw (one file per channel)',
     )
     p.add_argument(
-        '--channels',
-        type=int,
-        default=1,
-        choices=[1, 2],
+        '--channels', type=int, default=1, choices=[1, 2],
         help='2: add the same anatomy in a second contrast phase (abdomen)',
     )
 
@@ -843,8 +746,6 @@ def _run(a):
     return 0
 
 _command = register_command(
-    'phantoms',
-    'Write a seeded MSD-layout (or nnU-Net v2) dataset of CT-like phantoms (abdomen or heart).',
-    _configure,
+    'phantoms', 'Write a seeded MSD-layout (or nnU-Net v2) dataset of CT-like phantoms (abdomen or heart).', _configure,
     _run,
 )

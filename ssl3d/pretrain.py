@@ -103,25 +103,16 @@ def pretrain_subjects(
     for s in subjects:
         p = tr(
             tio.Subject(
-                image=s['image'],
-                **({'label': s['label']} if labels else {}),
-                id=s['id'],
+                image=s['image'], **({'label': s['label']} if labels else {}), id=s['id'],
                 split=s.get('split', 'training'),
             )
         )
         p['image'].set_data(p['image'].data.float().contiguous())
         out.append(p)
     info = dict(
-        data=str(data),
-        split=split,
-        splits_file=None if splits_file is None else str(splits_file),
-        modality=mod,
-        spacing=None if spacing is None else [float(v) for v in spacing],
-        hu_range=list(hu_range),
-        n_subjects=len(out),
-        ids=[s['id'] for s in out],
-        excluded=sorted(excluded),
-        **({'labelled': True} if labels else {}),
+        data=str(data), split=split, splits_file=None if splits_file is None else str(splits_file), modality=mod,
+        spacing=None if spacing is None else [float(v) for v in spacing], hu_range=list(hu_range), n_subjects=len(out),
+        ids=[s['id'] for s in out], excluded=sorted(excluded), **({'labelled': True} if labels else {}),
     )
     return out, info
 
@@ -154,16 +145,9 @@ def pooled_pretrain_subjects(datas:list, # dataset folders / dataset.json / CSV 
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup: raise DataError(f"pooled datasets share case id(s) {dup[:5]}; ids must be unique across the pool")
     info = dict(
-        data=[str(d) for d in datas],
-        split=split,
-        splits_file=None if splits_file is None else str(splits_file),
-        modality=mods[0],
-        spacing=inf['spacing'],
-        hu_range=inf['hu_range'],
-        n_subjects=len(out),
-        ids=ids,
-        excluded=sorted(excl),
-        datasets=parts,
+        data=[str(d) for d in datas], split=split, splits_file=None if splits_file is None else str(splits_file),
+        modality=mods[0], spacing=inf['spacing'], hu_range=inf['hu_range'], n_subjects=len(out), ids=ids,
+        excluded=sorted(excl), datasets=parts,
     )
     if labels: info.update(labelled=True, label_space=pool['names'], annotated=pool['annotated'].tolist())
     return out, info
@@ -266,22 +250,14 @@ def pretrain(
     if callable(getattr(m, 'bind_pool', None)):
         m.bind_pool(subjects, info)  # e.g. MixCL: label space, same-dataset partners
     tkw = {
-        **cls.TRAIN_PRESETS.get(preset, {}),
-        **(train_overrides or {}),
-        'seed': seed,
-        'device': device,
+        **cls.TRAIN_PRESETS.get(preset, {}), **(train_overrides or {}), 'seed': seed, 'device': device,
         'num_workers': num_workers,
     }
     if progress is not None: tkw['progress'] = progress
     if steps is not None: tkw['steps'] = steps
     probe = _online_probe(
-        datas[0],
-        splits_file,
-        info,
-        preset,
-        probe_every,
-        tkw.get('steps') or train_config(preset if preset in TRAIN_PRESETS else None, **tkw).steps,
-        probe_config,
+        datas[0], splits_file, info, preset, probe_every,
+        tkw.get('steps') or train_config(preset if preset in TRAIN_PRESETS else None, **tkw).steps, probe_config,
     )
     if probe is not None: tkw['eval_every'] = probe.cfg.every
     cfg = train_config(preset if preset in TRAIN_PRESETS else None, **tkw)
@@ -290,12 +266,8 @@ def pretrain(
     )
     fp = dataset_fingerprint(subjects)
     prov = dict(
-        method=m.name,
-        config=config_to_dict(m.config),
-        backbone=dict(m.backbone_kwargs),
-        dataset_fingerprint=fp,
-        preset=preset,
-        data={**info, 'samples_per_volume': spv},
+        method=m.name, config=config_to_dict(m.config), backbone=dict(m.backbone_kwargs), dataset_fingerprint=fp,
+        preset=preset, data={**info, 'samples_per_volume': spv},
     )
     if probe is not None: prov['probe'] = dataclasses.asdict(probe.cfg)
     out_dir = Path(out_dir)
@@ -327,34 +299,9 @@ def _load_method_modules():
 
 # %% ../nbs/61_pretrain.ipynb 30
 _FIXED = {
-    'data',
-    'method',
-    'out',
-    'preset',
-    'steps',
-    'seed',
-    'device',
-    'batch_size',
-    'lr',
-    'workers',
-    'set',
-    'train_set',
-    'no_resume',
-    'split',
-    'splits',
-    'spacing',
-    'modality',
-    'samples_per_volume',
-    'progress',
-    'help',
-    'hu_range',
-    'no_batched',
-    'volumes_on_device',
-    'logger',
-    'probe_every',
-    'probe_volumes',
-    'probe_val_volumes',
-    'probe_steps',
+    'data', 'method', 'out', 'preset', 'steps', 'seed', 'device', 'batch_size', 'lr', 'workers', 'set', 'train_set',
+    'no_resume', 'split', 'splits', 'spacing', 'modality', 'samples_per_volume', 'progress', 'help', 'hu_range',
+    'no_batched', 'volumes_on_device', 'logger', 'probe_every', 'probe_volumes', 'probe_val_volumes', 'probe_steps',
 }
 
 # %% ../nbs/61_pretrain.ipynb 31
@@ -423,8 +370,7 @@ def _show_config(cls, args, mo:dict, to:dict) -> int:
     print(
         json.dumps(
             dict(method=args.method, preset=args.preset, config=config_to_dict(cfg), train=config_to_dict(tcfg)),
-            indent=1,
-            default=str,
+            indent=1, default=str,
         )
     )
     return 0
@@ -453,33 +399,18 @@ def _run(args) -> int:
     spv = args.samples_per_volume
     if spv is not None and spv != 'auto': spv = int(spv)
     final = pretrain(
-        args.data[0] if len(args.data) == 1 else args.data,
-        args.method,
-        args.out,
-        preset=args.preset,
-        steps=args.steps,
-        seed=args.seed,
-        device=args.device,
-        method_overrides=mo,
-        train_overrides=to,
-        split=args.split,
-        splits_file=args.splits,
-        num_workers=args.workers,
-        progress=args.progress,
-        resume=not args.no_resume,
-        spacing=args.spacing if args.spacing else 'preset',
-        modality=args.modality,
-        samples_per_volume=spv,
-        hu_range=tuple(args.hu_range),
-        probe_every=args.probe_every,
+        args.data[0] if len(args.data) == 1 else args.data, args.method, args.out, preset=args.preset, steps=args.steps,
+        seed=args.seed, device=args.device, method_overrides=mo, train_overrides=to, split=args.split,
+        splits_file=args.splits, num_workers=args.workers, progress=args.progress, resume=not args.no_resume,
+        spacing=args.spacing if args.spacing else 'preset', modality=args.modality, samples_per_volume=spv,
+        hu_range=tuple(args.hu_range), probe_every=args.probe_every,
         probe_config={
             k: v
             for k, v in dict(
                 volumes=args.probe_volumes, val_volumes=args.probe_val_volumes, steps=args.probe_steps
             ).items()
             if v is not None
-        },
-        batched=False if args.no_batched else None,
+        }, batched=False if args.no_batched else None,
         volumes_on_device={'auto': 'auto', 'yes': True, 'no': False}[args.volumes_on_device],
     )
     print(f"wrote {final}")

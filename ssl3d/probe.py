@@ -150,8 +150,7 @@ def fit_probe(encoder:nn.Module, # frozen (eval mode) encoder
             ds.append(_dice(pred, lab.long(), n_classes))
     ds = [d for d in ds if not math.isnan(d)]
     return dict(
-        probe_dice=float(np.mean(ds)) if ds else float('nan'),
-        probe_train_dice=train_dice,
+        probe_dice=float(np.mean(ds)) if ds else float('nan'), probe_train_dice=train_dice,
         probe_loss=float(loss.detach()),
     )
 

@@ -271,9 +271,7 @@ def sample_class_positions(
         p = flat_w[idx].clip(0)
         p = p / p.sum() if p.sum() > 0 else None
         pick = rng.choice(
-            idx,
-            size=int(budget),
-            replace=len(idx) < int(budget) or (p is not None and (p > 0).sum() < int(budget)),
+            idx, size=int(budget), replace=len(idx) < int(budget) or (p is not None and (p > 0).sum() < int(budget)),
             p=p,
         )
         pos.append(np.stack(np.unravel_index(pick, y.shape), 1)); lab.append(np.full(int(budget), int(c)))

@@ -108,10 +108,7 @@ def provenance(**extra # e.g. method=..., config=..., dataset=... (fingerprint)
     commit = _git('rev-parse', 'HEAD')
     dirty = None if commit is None else _git('status', '--porcelain', '--untracked-files=no') not in ('', None)
     return {
-        'version': ssl3d.__version__,
-        'torch': str(torch.__version__),
-        'git_commit': commit,
-        'git_dirty': dirty,
+        'version': ssl3d.__version__, 'torch': str(torch.__version__), 'git_commit': commit, 'git_dirty': dirty,
         **extra,
     }
 
@@ -247,8 +244,7 @@ def _fit(self:Trainer,
         model = self.raw
         if self.world > 1:
             model = nn.parallel.DistributedDataParallel(
-                self.raw,
-                device_ids=[self.device.index] if self.device.type == 'cuda' else None,
+                self.raw, device_ids=[self.device.index] if self.device.type == 'cuda' else None,
                 find_unused_parameters=cfg.find_unused_parameters,
             )
         target = cfg.steps if stop_at is None else min(int(stop_at), cfg.steps)

@@ -90,10 +90,7 @@ class ViTEncoder(nn.Module):
             if not blk.with_cross_attention:
                 blk.norm_cross_attn.requires_grad_(False)  # DDP needs every trainable param used)
         self.in_channels, self.img_size, self.patch_size, self.hidden_size = (
-            in_channels,
-            img_size,
-            patch_size,
-            hidden_size,
+            in_channels, img_size, patch_size, hidden_size,
         )
         self.num_layers, self.grid0 = num_layers, tuple(s // patch_size for s in img_size)
         self.out_channels = [in_channels] + [hidden_size] * L
@@ -162,16 +159,8 @@ class UNETRDecoder(nn.Module):
                 self,
                 f'encoder{i + 1}',
                 UnetrPrUpBlock(
-                    3,
-                    hidden_size,
-                    w[i],
-                    num_layer=L - 1 - i,
-                    kernel_size=3,
-                    stride=1,
-                    upsample_kernel_size=2,
-                    norm_name=norm_name,
-                    conv_block=True,
-                    res_block=res_block,
+                    3, hidden_size, w[i], num_layer=L - 1 - i, kernel_size=3, stride=1, upsample_kernel_size=2,
+                    norm_name=norm_name, conv_block=True, res_block=res_block,
                 ),
             )
         for i in range(L - 1, -1, -1):
@@ -228,15 +217,7 @@ class SwinEncoder(nn.Module):
 class SwinUNETRDecoder(nn.Module):
     "MONAI Swin UNETR's decoder: [x, 5 hidden maps] → (B, feature_size, X, Y, Z)."
     NAMES = (
-        'encoder1',
-        'encoder2',
-        'encoder3',
-        'encoder4',
-        'encoder10',
-        'decoder5',
-        'decoder4',
-        'decoder3',
-        'decoder2',
+        'encoder1', 'encoder2', 'encoder3', 'encoder4', 'encoder10', 'decoder5', 'decoder4', 'decoder3', 'decoder2',
         'decoder1',
     )
     def __init__(self, net:SwinUNETR, # the MONAI network the modules are taken from
@@ -266,12 +247,7 @@ VIT_PRESETS = {
         img_size=(64, 64, 32), patch_size=8, hidden_size=96, mlp_dim=384, num_layers=4, num_heads=4, feature_size=16
     ),
     'paper': dict(
-        img_size=(96, 96, 96),
-        patch_size=16,
-        hidden_size=768,
-        mlp_dim=3072,
-        num_layers=12,
-        num_heads=12,
+        img_size=(96, 96, 96), patch_size=16, hidden_size=768, mlp_dim=3072, num_layers=12, num_heads=12,
         feature_size=16,
     ),
 }

@@ -411,9 +411,7 @@ def pgl_intensity_augmentation(noise_p:float=0.1, noise_variance:tuple=(0.0, 0.1
     kw = {} if include is None else dict(include=list(include))
     return tio.Compose(
         [
-            RandomVarianceNoise(noise_variance, p=noise_p, **kw),
-            RandomVoxelBlur(blur_sigma, p=blur_p, **kw),
-            RandomBrightness(brightness, p=brightness_p, **kw),
-            RandomRangeGamma(gamma, gamma_output, p=gamma_p, **kw),
+            RandomVarianceNoise(noise_variance, p=noise_p, **kw), RandomVoxelBlur(blur_sigma, p=blur_p, **kw),
+            RandomBrightness(brightness, p=brightness_p, **kw), RandomRangeGamma(gamma, gamma_output, p=gamma_p, **kw),
         ]
     )

@@ -110,10 +110,7 @@ def crop_at(volume:Tensor, # (C, X, Y, Z)
     "The axis-aligned crop of `size` centred at `centre`."
     s = np.asarray(size, float)
     g = ViewGeometry(
-        tuple(volume.shape[1:]),
-        tuple(float(v) for v in spacing),
-        tuple(np.asarray(centre, float) - s / 2),
-        tuple(s),
+        tuple(volume.shape[1:]), tuple(float(v) for v in spacing), tuple(np.asarray(centre, float) - s / 2), tuple(s),
         tuple(int(v) for v in size),
     )
     return extract_view(volume.float(), g).contiguous(), g

@@ -140,10 +140,7 @@ class PretextDataset(torch.utils.data.Dataset):
             raise Ssl3dError(f"PretextDataset: samples_per_volume={samples_per_volume} must be >= 1")
         if int(seed) < 0: raise Ssl3dError(f"PretextDataset: seed={seed} must be >= 0")
         self.subjects, self.samples_per_volume, self.seed, self.epoch = (
-            list(subjects),
-            int(samples_per_volume),
-            int(seed),
-            0,
+            list(subjects), int(samples_per_volume), int(seed), 0,
         )
         self.method = _weightless(method) if isinstance(method, nn.Module) else method
 

@@ -140,17 +140,9 @@ def sample_crop(subject, # preprocessed subject, intensities in [0, 1]
     img = subject['image']; x = img.data.float()
     m, box = body_region(subject, body_threshold)
     g = sample_view(
-        tuple(x.shape[1:]),
-        tuple(size),
-        rng,
-        region=box,
-        scale_range=scale_range,
-        flip_policy='axis',
-        flip_p=flip_p,
-        body_fraction=functools.partial(box_fraction, m),
-        min_body_fraction=min_body_fraction,
-        source_spacing=tuple(float(s) for s in img.spacing),
-        source_id=str(subject.get('id', '')),
+        tuple(x.shape[1:]), tuple(size), rng, region=box, scale_range=scale_range, flip_policy='axis', flip_p=flip_p,
+        body_fraction=functools.partial(box_fraction, m), min_body_fraction=min_body_fraction,
+        source_spacing=tuple(float(s) for s in img.spacing), source_id=str(subject.get('id', '')),
     )
     crop = extract_view(x, g).contiguous()
     if float(crop.min()) < -1e-3 or float(crop.max()) > 1 + 1e-3:
@@ -258,23 +250,11 @@ class MAE(MaskedViT):
                'tiny': dict(backbone='tiny', input_size=(32, 32, 16), dec_dim=32, dec_depth=1, dec_heads=2)}
     TRAIN_PRESETS = {
         'paper': dict(
-            optimizer='adamw',
-            lr=1.5e-4,
-            betas=(0.9, 0.95),
-            weight_decay=0.05,
-            batch_size=8,
-            steps=100_000,
-            warmup=3_000,
-            schedule='cosine',
+            optimizer='adamw', lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05, batch_size=8, steps=100_000,
+            warmup=3_000, schedule='cosine',
         ),
         'cpu-small': dict(
-            steps=300,
-            batch_size=4,
-            lr=1e-3,
-            betas=(0.9, 0.95),
-            weight_decay=0.05,
-            warmup=10,
-            log_every=10,
+            steps=300, batch_size=4, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05, warmup=10, log_every=10,
             ckpt_every=100,
         ),
     }
@@ -303,7 +283,6 @@ class MAE(MaskedViT):
         )
         return dict(
             masked=x * (1 - mvol),
-            recon=compose_reconstruction(r['pred'], x, r['mask'], self.patch, self.config.norm_pix),
-            mask=mvol,
+            recon=compose_reconstruction(r['pred'], x, r['mask'], self.patch, self.config.norm_pix), mask=mvol,
             mse=r['mse'],
         )

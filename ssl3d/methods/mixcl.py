@@ -67,9 +67,7 @@ class MixCLConfig:
 
     def __post_init__(self):
         self.input_size, self.gamma, self.smooth_sigma = (
-            tuple(self.input_size),
-            tuple(self.gamma),
-            tuple(self.smooth_sigma),
+            tuple(self.input_size), tuple(self.gamma), tuple(self.smooth_sigma),
         )
         if self.id_layers is not None: self.id_layers = tuple(int(i) for i in self.id_layers)
         def bad(field, why): raise Ssl3dError(f"MixCLConfig.{field}={getattr(self, field)!r}: {why}")
@@ -86,15 +84,7 @@ class MixCLConfig:
         for f in ('tau', 'mu'):
             if not getattr(self, f) > 0: bad(f, 'must be > 0')
         for f in (
-            'alpha',
-            'beta',
-            'eps',
-            'bt_lambda',
-            'degrees',
-            'scales',
-            'elastic_displacement',
-            'shift',
-            'noise_std',
+            'alpha', 'beta', 'eps', 'bt_lambda', 'degrees', 'scales', 'elastic_displacement', 'shift', 'noise_std',
         ):
             if getattr(self, f) < 0: bad(f, 'must be >= 0')
         for f in ('fg_ratio', 'same_volume_p', 'affine_p', 'elastic_p', 'shift_p', 'gamma_p', 'smooth_p', 'noise_p'):
@@ -128,8 +118,7 @@ def mixcl_spatial_augmentation(cfg:MixCLConfig # affine / elastic fields
         [
             tio.RandomAffine(scales=cfg.scales, degrees=cfg.degrees, default_pad_value='minimum', p=cfg.affine_p),
             tio.RandomElasticDeformation(
-                num_control_points=cfg.elastic_control_points,
-                max_displacement=cfg.elastic_displacement,
+                num_control_points=cfg.elastic_control_points, max_displacement=cfg.elastic_displacement,
                 p=cfg.elastic_p,
             ),
         ]
@@ -141,10 +130,8 @@ def mixcl_intensity_augmentation(cfg:MixCLConfig # intensity fields
     "One view's intensity augmentation: shift, gamma, smoothing, noise (each with its p, MONAI-style magnitudes)."
     return tio.Compose(
         [
-            RandomIntensityShift(cfg.shift, p=cfg.shift_p),
-            RandomRangeGamma(cfg.gamma, p=cfg.gamma_p),
-            RandomVoxelBlur(cfg.smooth_sigma, p=cfg.smooth_p),
-            tio.RandomNoise(std=(0, cfg.noise_std), p=cfg.noise_p),
+            RandomIntensityShift(cfg.shift, p=cfg.shift_p), RandomRangeGamma(cfg.gamma, p=cfg.gamma_p),
+            RandomVoxelBlur(cfg.smooth_sigma, p=cfg.smooth_p), tio.RandomNoise(std=(0, cfg.noise_std), p=cfg.noise_p),
         ]
     )
 
@@ -232,13 +219,8 @@ class ConvMLP3(nn.Sequential):
     "Conv1(c, c)-BN-ReLU-Conv1(c, c)-BN-ReLU-Conv1(c, 2c): MixCL's per-layer projector σ^l (MX-A10)."
     def __init__(self, c:int, out:int|None=None):
         super().__init__(
-            nn.Conv3d(c, c, 1),
-            nn.BatchNorm3d(c),
-            nn.ReLU(inplace=True),
-            nn.Conv3d(c, c, 1),
-            nn.BatchNorm3d(c),
-            nn.ReLU(inplace=True),
-            nn.Conv3d(c, 2 * c if out is None else out, 1),
+            nn.Conv3d(c, c, 1), nn.BatchNorm3d(c), nn.ReLU(inplace=True), nn.Conv3d(c, c, 1), nn.BatchNorm3d(c),
+            nn.ReLU(inplace=True), nn.Conv3d(c, 2 * c if out is None else out, 1),
         )
 
 def lookup_features(fmap:Tensor, # (B, C, gx, gy, gz) projected token map

@@ -49,15 +49,8 @@ class MoCo(TwoViewMethod):
     Config = MoCoConfig
     PRESETS = {
         'cpu-small': dict(
-            backbone='tiny',
-            input_size=(64, 64, 16),
-            hidden=256,
-            out_dim=64,
-            queue_size=64,
-            momentum=0.99,
-            scale_range=(1.0, 1.1),
-            min_overlap=0.8,
-            flip_p=0.0,
+            backbone='tiny', input_size=(64, 64, 16), hidden=256, out_dim=64, queue_size=64, momentum=0.99,
+            scale_range=(1.0, 1.1), min_overlap=0.8, flip_p=0.0,
         )
     }  # milder views: see "Pretraining on phantoms"
     TRAIN_PRESETS = {

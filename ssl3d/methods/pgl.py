@@ -44,13 +44,7 @@ _SMALL = dict(backbone='tiny', input_size=(64, 64, 16), hidden=256, out_dim=64)
 _TRAIN = {
     'cpu-small': dict(steps=100, batch_size=4, lr=1e-3, weight_decay=1e-4, warmup=10, log_every=10, ckpt_every=50),
     'paper': dict(
-        optimizer='sgd',
-        lr=0.2,
-        momentum=0.9,
-        weight_decay=1.5e-6,
-        batch_size=128,
-        steps=7060,
-        warmup=28,
+        optimizer='sgd', lr=0.2, momentum=0.9, weight_decay=1.5e-6, batch_size=128, steps=7060, warmup=28,
         schedule='cosine',
     ),
 }

@@ -58,11 +58,7 @@ class SimSiam(TwoViewMethod):
     Config = SimSiamConfig
     PRESETS = {
         'cpu-small': dict(
-            backbone='tiny',
-            input_size=(64, 64, 16),
-            hidden=256,
-            out_dim=256,
-            pred_hidden=64,
+            backbone='tiny', input_size=(64, 64, 16), hidden=256, out_dim=256, pred_hidden=64,
             **{k: MoCo.PRESETS['cpu-small'][k] for k in ('scale_range', 'min_overlap', 'flip_p')},
         )
     }  # MoCo's milder views

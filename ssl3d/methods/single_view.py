@@ -86,10 +86,7 @@ class BackboneConfig(_ConfigBlock):
     def backbone_kwargs(self) -> dict:
         "The `build_backbone` keyword arguments (stored in checkpoints as provenance['backbone'])."
         return dict(
-            preset=self.backbone,
-            depth=self.depth,
-            base_width=self.base_width,
-            in_channels=self.in_channels,
+            preset=self.backbone, depth=self.depth, base_width=self.base_width, in_channels=self.in_channels,
             layout=self.layout,
         )
 
@@ -180,19 +177,10 @@ def sample_body_view(subject:tio.Subject, # preprocessed subject, intensities in
     mask, box = body_region(subject, cfg.body_threshold)
     S = (int(cfg.crop_size),) * 3
     g = sample_view(
-        tuple(img.data.shape[1:]),
-        S,
-        rng,
-        region=box,
-        scale_range=cfg.scale_range,
-        flip_policy=cfg.flip_policy,
-        flip_p=cfg.flip_p,
-        rot_p=cfg.rot_p,
-        body_fraction=functools.partial(box_fraction, mask),
-        min_body_fraction=cfg.min_body_fraction,
-        max_tries=cfg.max_tries,
-        source_spacing=tuple(float(s) for s in img.spacing),
-        source_id=str(subject.get('id', '')),
+        tuple(img.data.shape[1:]), S, rng, region=box, scale_range=cfg.scale_range, flip_policy=cfg.flip_policy,
+        flip_p=cfg.flip_p, rot_p=cfg.rot_p, body_fraction=functools.partial(box_fraction, mask),
+        min_body_fraction=cfg.min_body_fraction, max_tries=cfg.max_tries,
+        source_spacing=tuple(float(s) for s in img.spacing), source_id=str(subject.get('id', '')),
     )
     return dict(geometry=g, region=(box[:3].copy(), box[3:] - box[:3]), spacing=g.source_spacing)
 

@@ -97,8 +97,7 @@ class VectorPOSE(SingleViewMethod):
         L = landmark_centre(size, c.eta, jr, box=(start, size))
         t = self.targets(g.box_start, g.box_size, size, A=g.A, landmark=L, spacing=crop['spacing'])
         return dict(
-            vp_target=t['vp_target'],
-            landmark=torch.as_tensor(L),
+            vp_target=t['vp_target'], landmark=torch.as_tensor(L),
             radius=torch.tensor(float(t['radius']), dtype=torch.float64),
             vp_clamped=torch.tensor(float(t['vp_clamped'])),
         )
