@@ -170,9 +170,7 @@ def _sidecar_preprocessing(cfg:FinetuneConfig, sidecar:dict|None, explicit:set, 
 # %% ../nbs/70_finetune.ipynb 27
 def finetune(
     data: str | Path,  # dataset (anything `ssl3d.data.load_dataset` reads) with labelled training cases
-    init: (
-        str | Path | None
-    ) = 'none',  # 'none' (random) or pretrained weights (run folder, .safetensors, final.pt, HF folder, hf://owner/name)
+    init: str | Path | None = 'none',  # 'none' (random) or weights: run folder, .safetensors, final.pt, HF folder, hf://…
     out_dir: str | Path = 'runs/finetune',  # run folder (resumed when it holds a checkpoint)
     label_fraction: float = 0.1,  # fraction of the training split used with labels (floor, at least 1)
     seed: int = 0,  # split, subset, data order and initialisation seed
