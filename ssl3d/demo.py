@@ -226,7 +226,7 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
         ) -> dict: # results: plan, timings, mean and per-class metrics per run, table, paths
     "Pretrain VectorPOSE on phantoms, fine-tune random vs pretrained at a low label fraction, compare on test volumes."
     t0, m0 = time.time(), time.monotonic()
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
     log = print if verbose else (lambda *a, **k: None)
     given = {
         k: v
@@ -237,6 +237,7 @@ def demo(out:str|Path='runs/demo', # run folder (re-running resumes and skips fi
         if v is not None
     }
     cfg = update_config(DemoConfig(), **{**given, **overrides})
+    out.mkdir(parents=True, exist_ok=True)  # only once the settings are valid: a bad value leaves nothing behind
     tfile = out/'timings.json'
     timings = load_json(tfile) if tfile.exists() else {}
     saved = load_json(out/'plan.json') if (out/'plan.json').exists() else None

@@ -33,3 +33,9 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert (out/'table.txt').read_text().strip() in again
     # other settings in the same folder are refused
     with pytest.raises(Ssl3dError, match='other settings'): ssl3d.demo.demo(out, n=7, verbose=False)
+
+
+def test_bad_setting_fails_before_anything_is_written(tmp_path):
+    out = tmp_path / 'demo'
+    with pytest.raises(Ssl3dError, match=r'DemoConfig\.label_fraction=0'): ssl3d.demo.demo(out, label_fraction=0, verbose=False)
+    assert not out.exists()
